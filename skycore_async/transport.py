@@ -1,0 +1,206 @@
+"""HTTP transports: the one place aiohttp's client session lives, and a mock for tests.
+
+aiohttp failures are translated here, once, into the library's tree (``errors``), with the
+distinction that matters for a send that has no idempotency key:
+
+* nothing was written (connection refused, DNS, connect timeout) -> :class:`ConnectError`;
+* the request may have gone out (read timeout, reset, broken reply) ->
+  :class:`OutcomeUnknownError`.
+
+Nothing here logs a request body or a GET query string: both carry the API key.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+import aiohttp
+import attrs
+
+from .errors import (
+    ConnectError,
+    ConnectionLostError,
+    ConnectTimeoutError,
+    ProtocolError,
+    ResponseTimeoutError,
+    TransportError,
+)
+
+__all__ = [
+    "AiohttpTransport",
+    "HttpRequest",
+    "HttpResponse",
+    "MockTransport",
+    "Transport",
+]
+
+log = logging.getLogger("skycore_async")
+
+#: Replies larger than this are refused without being read whole.
+DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+@attrs.frozen
+class HttpRequest:
+    """One HTTP request, ready to send; built once and reused for every attempt.
+
+    ``body`` and ``url`` may contain the API key: they are hidden from ``repr``.
+    """
+
+    method: str
+    url: str = attrs.field(repr=False)
+    body: bytes | None = attrs.field(default=None, repr=False)
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    action: str = ""
+
+
+@attrs.frozen
+class HttpResponse:
+    """Status, body and content type of a reply."""
+
+    status: int
+    body: bytes = attrs.field(repr=False)
+    content_type: str = ""
+
+
+class Transport(Protocol):
+    """What the client needs from an HTTP layer."""
+
+    async def send(self, request: HttpRequest, *, connect_timeout: float, read_timeout: float) -> HttpResponse:
+        """Send one request; raise a :class:`TransportError` or :class:`ProtocolError`."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; idempotent."""
+        ...
+
+
+class AiohttpTransport:
+    """The default transport: one ``aiohttp.ClientSession`` with a pool sized for the client.
+
+    Args:
+        pool_size: connections kept; the client passes at least its concurrency cap so no
+            request waits for a connection while its timeout runs.
+        max_response_bytes: replies above this are a ProtocolError, never read whole.
+        ssl: passed to aiohttp; certificate verification is on by default.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool_size: int = 100,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        ssl: bool | object = True,
+    ) -> None:
+        self._pool_size = pool_size
+        self._max_bytes = max_response_bytes
+        self._ssl = ssl
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._session and not self._session.closed else "idle"
+        return f"<AiohttpTransport pool_size={self._pool_size} {state}>"
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        # Created lazily inside the running loop, as aiohttp requires.
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl)  # type: ignore[arg-type]
+            self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+        return self._session
+
+    async def send(self, request: HttpRequest, *, connect_timeout: float, read_timeout: float) -> HttpResponse:
+        """Send ``request``; map aiohttp's failures into the library's errors."""
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        started = time.perf_counter()
+        try:
+            async with self._get_session().request(
+                request.method, request.url, data=request.body, headers=request.headers, timeout=timeout
+            ) as response:
+                body = await self._read_capped(response)
+                status, content_type = response.status, response.content_type
+        except (TransportError, ProtocolError):
+            raise
+        except Exception as exc:
+            raise _translate(exc, request) from exc
+        log.debug(
+            "HTTP %s %s -> %d (%.1f ms)",
+            request.method,
+            request.action,
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
+        return HttpResponse(status=status, body=body, content_type=content_type)
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        declared = response.content_length
+        if declared is not None and declared > self._max_bytes:
+            raise ProtocolError(
+                f"reply of {declared} bytes exceeds the {self._max_bytes}-byte cap",
+                status=response.status,
+            )
+        if declared is not None:
+            return await response.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > self._max_bytes:
+                raise ProtocolError(
+                    f"reply exceeds the {self._max_bytes}-byte cap", status=response.status
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def aclose(self) -> None:
+        """Close the session and its connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def _translate(exc: BaseException, request: HttpRequest) -> TransportError:
+    """One ladder from aiohttp/OS failures to "never sent" or "outcome unknown"."""
+    where = f"{request.method} {request.action or 'request'}"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return ConnectTimeoutError(f"{where}: timed out connecting ({exc})")
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.InvalidURL):
+        return ConnectError(f"{where}: could not connect ({exc})")
+    if isinstance(exc, aiohttp.SocketTimeoutError | TimeoutError):
+        return ResponseTimeoutError(f"{where}: no answer within the read timeout; it may have been delivered")
+    return ConnectionLostError(
+        f"{where}: connection lost after the request started ({type(exc).__name__}: {exc}); "
+        "it may have been delivered"
+    )
+
+
+Handler = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
+
+
+class MockTransport:
+    """A transport that calls ``handler(request)`` instead of the network (for tests).
+
+    The handler returns an :class:`HttpResponse` (or an awaitable of one), or raises any
+    library error to simulate a fault. ``requests`` records every request it was given.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self._handler = handler
+        self.requests: list[HttpRequest] = []
+        self.closed = False
+
+    async def send(self, request: HttpRequest, *, connect_timeout: float, read_timeout: float) -> HttpResponse:
+        """Record the request and return the handler's answer."""
+        self.requests.append(request)
+        result = self._handler(request)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def aclose(self) -> None:
+        """Mark closed."""
+        self.closed = True
