@@ -14,13 +14,16 @@ import logging
 import urllib.parse
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import attrs
 
+from .bulk import BulkMessage, BulkRun, RecipientInput
 from .config import Limits, RetryPolicy, Timeouts
 from .errors import ClientStateError, SkycoreError, ThrottledError, ValidationError
 from .fields import ApiRequest, Dialect, Method
+from .outcomes import Progress
 from .models import (
     CampaignSendResult,
     CustomText,
@@ -41,7 +44,8 @@ from .protocol import (
 from .retry import RetryEvent, decide
 from .throttle import Throttle, ThrottleEvent
 from .transport import FORM_CONTENT_TYPE, AiohttpTransport, HttpRequest, Transport
-from .validation import normalize_number, validate_request
+from .params import to_fields
+from .validation import validate_request
 
 __all__ = ["DEFAULT_BASE_URL", "SkycoreClient"]
 
@@ -222,6 +226,21 @@ class SkycoreClient:
         """The XML dialect this client speaks."""
         return self._dialect
 
+    @property
+    def base_url(self) -> str:
+        """The API endpoint."""
+        return self._base_url
+
+    @property
+    def limits(self) -> Limits:
+        """The throttle settings in force."""
+        return self._limits
+
+    @property
+    def uses_post_xml(self) -> bool:
+        """True when sendSavedMMS travels as POST XML (the bulk engine's template path)."""
+        return self._method == "xml"
+
     # ------------------------------------------------------------------ actions
 
     async def send_saved_mms(
@@ -271,30 +290,7 @@ class SkycoreClient:
             ApiError: a subclass chosen by the E-code Skycore answered.
             OutcomeUnknownError: the request went out but no answer came (not retried).
         """
-        fields = {
-            "MMSID": str(mms_id),
-            "TO": normalize_number(to),
-            "FROM": from_,
-            "FROM_MASK": from_mask,
-            "OPERATORID": operator_id,
-            "CAMPAIGNREF": _opt(campaign_ref),
-            "DDMTITLE": ddm_title,
-            "DDMTEXT": ddm_text,
-            "DDMTIMEOUT": _opt(ddm_timeout),
-            "DDMFORCE": _flag(ddm_force, "true", "false"),
-            "CUSTOMTEXT": _custom_text(custom_text),
-            "CUSTOMSUBJECT": custom_subject,
-            "DATA": _data(data),
-            "FALLBACKSMSTEXT": fallback_sms_text,
-            "DISABLEFALLBACKSMS": _flag(disable_fallback_sms, "yes", "no"),
-            "DISABLEFALLBACKSMSLINK": _flag(disable_fallback_sms_link, "yes", "no"),
-            "FORCE_SEND_AS_SMS": _flag(force_send_as_sms, "true", "false"),
-            "FORCEPASSASLINK": _flag(force_pass_as_link, "yes", "no"),
-            "CLIENT_REFERENCE": client_reference,
-            "DYNAMICVCARD": dynamic_vcard.to_fields() if dynamic_vcard is not None else None,
-            "SERVICEID": service_id,
-        }
-        reply, attempts = await self._call("sendSavedMMS", fields)
+        reply, attempts = await self._call("sendSavedMMS", to_fields("sendSavedMMS", locals()))
         return SendResult.from_reply(reply, attempts)
 
     async def send_saved_mms_campaign(
@@ -305,7 +301,7 @@ class SkycoreClient:
         Returns:
             CampaignSendResult with the ``scheduled_id`` of the whole campaign send.
         """
-        fields = {"MMSID": str(mms_id), "TOCAMPAIGN": str(to_campaign)}
+        fields = to_fields("sendSavedMMSCampaign", locals())
         reply, attempts = await self._call("sendSavedMMSCampaign", fields)
         return CampaignSendResult.from_reply(reply, attempts)
 
@@ -338,19 +334,7 @@ class SkycoreClient:
         Returns:
             SendResult with ``tracking_id`` and the ``mms_id`` the content was saved as.
         """
-        fields = {
-            "TO": normalize_number(to),
-            "FROM": from_,
-            "FROM_MASK": from_mask,
-            "OPERATORID": operator_id,
-            "CAMPAIGNREF": _opt(campaign_ref),
-            "SUBJECT": subject,
-            "NAME": name,
-            "SLIDE": [slide.to_fields() for slide in slides],
-            "FALLBACKSMSTEXT": fallback_sms_text,
-            "DISABLEFALLBACKSMSLINK": _flag(disable_fallback_sms_link, "yes", "no"),
-            "SERVICEID": service_id,
-        }
+        fields = to_fields("sendMMS", locals())
         reply, attempts = await self._call("sendMMS", fields, legacy=legacy_layout)
         return SendResult.from_reply(reply, attempts)
 
@@ -367,11 +351,7 @@ class SkycoreClient:
         Templates with audio or video are encoded first: sending them before the N003
         postback answers E626 (a retryable ``ServerError``).
         """
-        fields = {
-            "SUBJECT": subject,
-            "NAME": name,
-            "SLIDE": [slide.to_fields() for slide in slides],
-        }
+        fields = to_fields("saveMMS", locals())
         reply, attempts = await self._call("saveMMS", fields, legacy=legacy_layout)
         return SaveResult.from_reply(reply, attempts)
 
@@ -386,21 +366,63 @@ class SkycoreClient:
         campaign_ref: str | int | None = None,
     ) -> SendResult:
         """Send a plain SMS (``sendSMS``); keep ``text`` within 160 characters to avoid splits."""
-        fields = {
-            "TO": normalize_number(to),
-            "FROM": from_,
-            "FROM_MASK": from_mask,
-            "OPERATORID": operator_id,
-            "CAMPAIGNREF": _opt(campaign_ref),
-            "TEXT": text,
-        }
-        reply, attempts = await self._call("sendSMS", fields)
+        reply, attempts = await self._call("sendSMS", to_fields("sendSMS", locals()))
         return SendResult.from_reply(reply, attempts)
 
     async def get_mms_ids(self) -> MmsIdsResult:
         """List the account's saved template ids (``getMmsIds``)."""
         reply, attempts = await self._call("getMmsIds", {})
         return MmsIdsResult.from_reply(reply, attempts)
+
+    def send_bulk(
+        self,
+        message: BulkMessage,
+        recipients: RecipientInput,
+        *,
+        journal: str | Path | None = None,
+        resume: bool = False,
+        resend_unknown: bool = False,
+        dedupe: bool = True,
+        batch_size: int = 500,
+        batch_interval: float = 1.0,
+        concurrency: int | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        progress_interval: float = 1.0,
+        total: int | None = None,
+        fsync: bool = False,
+    ) -> BulkRun:
+        """Send ``message`` to every recipient, streaming, through this client's throttle.
+
+        Use as ``async with client.send_bulk(msg, recipients) as run: async for batch in run``.
+
+        Args:
+            message: the saved template and shared fields (``BulkMessage.saved_mms(...)``).
+            recipients: any iterable or async iterable of numbers, ``Recipient`` values or
+                ``RowError`` values (from ``read_csv``/``read_jsonl``); read lazily.
+            journal: path of the write-ahead journal that makes the run resumable.
+            resume: continue the run recorded in ``journal`` (same message and input).
+            resend_unknown: on resume, resend recipients whose earlier send may have been
+                accepted (at-least-once); by default they are reported ``unknown``.
+            dedupe: send each distinct number once; later duplicates are ``skipped``.
+            batch_size: outcomes per ``ResultBatch`` (a batch is also flushed every
+                ``batch_interval`` seconds).
+            concurrency: worker count (default: ``limits.concurrency``).
+            on_progress: called with a ``Progress`` snapshot every ``progress_interval`` s.
+            total: the number of recipients, for progress and ETA (taken from ``len()``
+                when the input has one).
+            fsync: fsync the journal on every write (survives power loss; slower).
+
+        Raises (from the ``async for``):
+            ApiError: a campaign-fatal error (authentication, billing, quota, IP not
+                allowed), after every in-flight outcome was flushed and delivered.
+            ValidationError: the shared message is invalid (raised on entering the block).
+        """
+        return BulkRun(
+            self, message, recipients, journal=journal, resume=resume,
+            resend_unknown=resend_unknown, dedupe=dedupe, batch_size=batch_size,
+            batch_interval=batch_interval, concurrency=concurrency, on_progress=on_progress,
+            progress_interval=progress_interval, total=total, fsync=fsync,
+        )
 
     # ------------------------------------------------------------------ pipeline
 
@@ -436,8 +458,13 @@ class SkycoreClient:
             raise ClientStateError("this SkycoreClient is closed; create a new one")
         self._state = _State.OPENED
 
-    async def execute(self, http: HttpRequest) -> tuple[ApiResponse, int]:
+    async def execute(
+        self, http: HttpRequest, *, before_send: Callable[[], None] | None = None
+    ) -> tuple[ApiResponse, int]:
         """Send an encoded request under the throttle and the retry policy.
+
+        ``before_send`` runs inside the throttle slot right before each attempt is written
+        (the bulk engine records its write-ahead claim there).
 
         Returns the successful reply and the number of attempts; raises the last error
         (with ``error.attempts`` set) when the policy gives up.
@@ -447,7 +474,7 @@ class SkycoreClient:
         errors = throttles = 0
         while True:
             try:
-                return await self._attempt(http), errors + throttles + 1
+                return await self._attempt(http, before_send), errors + throttles + 1
             except SkycoreError as error:
                 error.attempts = errors + throttles + 1
                 if isinstance(error, ThrottledError):
@@ -469,8 +496,10 @@ class SkycoreClient:
                 if decision.wait > 0:
                     await asyncio.sleep(decision.wait)
 
-    async def _attempt(self, http: HttpRequest) -> ApiResponse:
+    async def _attempt(self, http: HttpRequest, before_send: Callable[[], None] | None) -> ApiResponse:
         async with self._throttle.slot(http.action):
+            if before_send is not None:
+                before_send()
             response = await self._transport.send(
                 http, connect_timeout=self._timeouts.connect, read_timeout=self._timeouts.read
             )
@@ -495,32 +524,3 @@ class SkycoreClient:
                     rate=self._throttle.current_rate(action),
                 )
             )
-
-
-# ---------------------------------------------------------------------- argument helpers
-
-
-def _opt(value: object) -> str | None:
-    return None if value is None else str(value)
-
-
-def _flag(value: bool | None, true: str, false: str) -> str | None:
-    if value is None:
-        return None
-    return true if value else false
-
-
-def _custom_text(value: CustomTextArg | None) -> list[dict[str, str]] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [CustomText(slide=1, value=value).to_fields()]
-    if isinstance(value, Mapping):
-        return [CustomText(slide=int(k), value=v).to_fields() for k, v in value.items()]
-    return [item.to_fields() for item in value]
-
-
-def _data(value: Mapping[str, str | int | float] | None) -> dict[str, str] | None:
-    if value is None:
-        return None
-    return {str(k): str(v) for k, v in value.items()}

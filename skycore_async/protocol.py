@@ -190,6 +190,48 @@ def decode_response(body: bytes, *, status: int = 200) -> ApiResponse:
     A non-2xx status is a ProtocolError too, unless the body is a well-formed failure reply
     with an ``ERRORCODE`` (then the code is what the caller needs to see).
     """
+    fields = _fast_reply_fields(body)
+    if fields is None:
+        fields = _slow_reply_fields(body, status)
+    reply = ApiResponse(status=fields.pop("STATUS", ""), fields=fields, raw=body)
+    if not reply.status and "ERRORCODE" not in fields:
+        raise ProtocolError(
+            f"HTTP {status}: reply has neither STATUS nor ERRORCODE", status=status, body=body
+        )
+    if not 200 <= status < 300 and not reply.fields.get("ERRORCODE"):
+        raise ProtocolError(f"HTTP {status} from the API", status=status, body=body)
+    return reply
+
+
+# A flat reply: optional declaration, <RESPONSE>, simple leaves with no markup or entities.
+# Anything else (attributes, nesting, CDATA, escapes, comments) takes the xmltodict path;
+# a test checks both paths agree.
+_FLAT_REPLY: Final = re.compile(
+    rb"\s*(?:<\?xml[^>]*\?>\s*)?<(RESPONSE|response)>"
+    rb"((?:\s*<[A-Za-z][\w-]*>[^<&]*</[A-Za-z][\w-]*>)*)\s*</\1>\s*\Z"
+)
+_LEAF: Final = re.compile(r"<([A-Za-z][\w-]*)>([^<&]*)</([A-Za-z][\w-]*)>")
+_CANON_CACHE: dict[str, str] = {}
+
+
+def _fast_reply_fields(body: bytes) -> dict[str, str] | None:
+    match = _FLAT_REPLY.match(body)
+    if match is None:
+        return None
+    try:
+        inner = match.group(2).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    fields: dict[str, str] = {}
+    for open_tag, text, close_tag in _LEAF.findall(inner):
+        if open_tag != close_tag:
+            return None  # mismatched tags: let the real parser report it
+        name = _CANON_CACHE.get(open_tag) or _CANON_CACHE.setdefault(open_tag, canon(open_tag))
+        fields.setdefault(name, text.strip())
+    return fields
+
+
+def _slow_reply_fields(body: bytes, status: int) -> dict[str, str]:
     try:
         root, node = _parse_root(body)
     except ProtocolError as exc:
@@ -200,15 +242,7 @@ def decode_response(body: bytes, *, status: int = 200) -> ApiResponse:
         )
     if not isinstance(node, Mapping):
         raise ProtocolError(f"HTTP {status}: <RESPONSE> has no fields", status=status, body=body)
-    fields = _flatten_reply(node)
-    reply = ApiResponse(status=fields.pop("STATUS", ""), fields=fields, raw=body)
-    if not reply.status and "ERRORCODE" not in fields:
-        raise ProtocolError(
-            f"HTTP {status}: reply has neither STATUS nor ERRORCODE", status=status, body=body
-        )
-    if not 200 <= status < 300 and not reply.fields.get("ERRORCODE"):
-        raise ProtocolError(f"HTTP {status} from the API", status=status, body=body)
-    return reply
+    return _flatten_reply(node)
 
 
 def _flatten_reply(node: Mapping[str, Any]) -> dict[str, str]:

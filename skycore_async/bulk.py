@@ -1,0 +1,500 @@
+"""The bulk fan-out engine: stream any recipient list through the client, exactly once.
+
+Shape (aiometer's ``amap``, with bounded buffers both ways)::
+
+    input (lazy) -> producer -> Queue(bounded) -> N workers -> batcher -> Queue(2) -> consumer
+                                                     |             |
+                                            client.execute     journal (write-ahead)
+
+* Memory is O(queue + in flight + one batch), whatever the input's size; plus one byte per
+  input index when a journal is used (the resume map).
+* Each worker sends through the client's pipeline, so the shared throttle, the retry policy
+  and the error classification are exactly those of single sends.
+* Per-recipient failures are :class:`Outcome` values; campaign-fatal errors (authentication,
+  billing, quota, IP not allowed) stop the run after flushing and are raised from the loop.
+* With a journal, a run survives ``kill -9`` at any point; see :mod:`skycore_async.journal`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterable, Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from .dedupe import NumberSet
+from .errors import (
+    ApiError,
+    ConnectError,
+    ConnectionLostError,
+    ProtocolError,
+    ResponseTimeoutError,
+    SkycoreError,
+    ValidationError,
+)
+from .journal import CLAIMED, FINAL, UNKNOWN, Journal, ResumeState
+from .models import SendResult
+from .outcomes import Outcome, Progress, ResultBatch
+from .recipients import Recipient, RowError
+from .params import check_names, to_fields
+from .template import SavedMmsTemplate
+from .transport import FORM_CONTENT_TYPE, HttpRequest
+from .validation import normalize_number, validate_request
+
+if TYPE_CHECKING:
+    from .client import SkycoreClient
+
+__all__ = ["BulkMessage", "BulkRun"]
+
+log = logging.getLogger("skycore_async")
+
+_END: Final = object()
+RecipientInput = Iterable[str | Recipient | RowError] | AsyncIterable[str | Recipient | RowError]
+
+
+@attrs.frozen
+class BulkMessage:
+    """What every recipient of a bulk run gets: a saved template plus shared fields.
+
+    The keywords mirror :meth:`SkycoreClient.send_saved_mms` (without ``to`` and
+    ``client_reference``, which are per recipient). ``data``, ``custom_text`` and
+    ``custom_subject`` given here are defaults that a :class:`Recipient` may override.
+    """
+
+    mms_id: int | str
+    from_: str
+    shared: dict[str, Any] = attrs.field(factory=dict)
+
+    @classmethod
+    def saved_mms(cls, *, mms_id: int | str, from_: str, **shared: Any) -> BulkMessage:
+        """Build from the same keywords as ``send_saved_mms``."""
+        if "to" in shared or "client_reference" in shared:
+            raise TypeError("'to' and 'client_reference' are per recipient: put them on Recipient")
+        check_names("sendSavedMMS", shared)
+        return cls(mms_id=mms_id, from_=from_, shared=shared)
+
+    def send_kwargs(self, recipient: Recipient | None) -> dict[str, Any]:
+        """Keyword arguments for ``send_saved_mms`` (minus ``to``) for one recipient."""
+        kwargs: dict[str, Any] = {"mms_id": self.mms_id, "from_": self.from_, **self.shared}
+        if recipient is None:
+            return kwargs
+        if recipient.data:
+            kwargs["data"] = {**(self.shared.get("data") or {}), **recipient.data}
+        if recipient.custom_text is not None:
+            kwargs["custom_text"] = recipient.custom_text
+        if recipient.custom_subject is not None:
+            kwargs["custom_subject"] = recipient.custom_subject
+        if recipient.client_reference is not None:
+            kwargs["client_reference"] = recipient.client_reference
+        return kwargs
+
+    def journal_header(self) -> dict[str, Any]:
+        """What a journal records to recognise this message on resume."""
+        return {"action": "sendSavedMMS", "mms_id": str(self.mms_id), "from": self.from_}
+
+
+@attrs.define
+class _Counters:
+    sent: int = 0
+    failed: int = 0
+    unknown: int = 0
+    skipped: int = 0
+    in_flight: int = 0
+
+    def add(self, status: str) -> None:
+        setattr(self, status, getattr(self, status) + 1)
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.unknown + self.skipped
+
+
+class BulkRun:
+    """A running bulk send. Use ``async with client.send_bulk(...) as run: async for batch in run``.
+
+    Leaving the ``async with`` block (normally, by ``break`` or by an exception) stops taking
+    new recipients, lets in-flight requests finish, flushes the journal and stops the workers.
+    :meth:`stop` does the same from elsewhere (e.g. a SIGINT handler): iteration then ends
+    after the in-flight outcomes are delivered.
+    """
+
+    def __init__(
+        self,
+        client: SkycoreClient,
+        message: BulkMessage,
+        recipients: RecipientInput,
+        *,
+        journal: str | Path | None = None,
+        resume: bool = False,
+        resend_unknown: bool = False,
+        dedupe: bool = True,
+        batch_size: int = 500,
+        batch_interval: float = 1.0,
+        concurrency: int | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        progress_interval: float = 1.0,
+        total: int | None = None,
+        fsync: bool = False,
+    ) -> None:
+        if batch_size < 1 or batch_interval <= 0 or progress_interval <= 0:
+            raise ValueError("batch_size must be >= 1; intervals must be > 0")
+        self._client = client
+        self._message = message
+        self._recipients = recipients
+        self._journal_path = Path(journal) if journal is not None else None
+        self._resume = resume
+        self._resend_unknown = resend_unknown
+        self._dedupe = NumberSet() if dedupe else None
+        self._batch_size = batch_size
+        self._batch_interval = batch_interval
+        self._concurrency = concurrency or client.limits.concurrency
+        self._on_progress = on_progress
+        self._progress_interval = progress_interval
+        self.total = total if total is not None else _len_or_none(recipients)
+        self._fsync = fsync
+        self._counts = _Counters()
+        self._journal: Journal | None = None
+        self._state = ResumeState()
+        self._template: SavedMmsTemplate | None = None
+        self._batch: list[Outcome] = []
+        self._batch_number = 0
+        self._delivered = 0
+        self._emit_lock = asyncio.Lock()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2 * self._concurrency)
+        self._out: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self._fatal: BaseException | None = None
+        self._detached = False
+        self._pending_ack = 0
+        self._finished = False
+        self._started_at = 0.0
+        self._recent: deque[tuple[float, int]] = deque(maxlen=64)
+
+    def __repr__(self) -> str:
+        c = self._counts
+        return f"<BulkRun done={c.done} sent={c.sent} failed={c.failed} unknown={c.unknown} in_flight={c.in_flight}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> BulkRun:
+        self._prepare()
+        loop = asyncio.get_running_loop()
+        self._started_at = loop.time()
+        self._recent.append((self._started_at, 0))
+        self._tasks = [asyncio.create_task(self._produce(), name="skycore-bulk-producer")]
+        self._tasks += [
+            asyncio.create_task(self._work(), name=f"skycore-bulk-worker-{n}") for n in range(self._concurrency)
+        ]
+        self._tasks.append(asyncio.create_task(self._tick(), name="skycore-bulk-ticker"))
+        self._supervisor = asyncio.create_task(self._supervise(), name="skycore-bulk-supervisor")
+        return self
+
+    def _prepare(self) -> None:
+        """Validate the shared message once, encode it once, open the journal (no I/O yet)."""
+        kwargs = {"to": "10000000000", **self._message.send_kwargs(None)}
+        probe = self._client.build_request("sendSavedMMS", to_fields("sendSavedMMS", kwargs))
+        validate_request(probe, self._client.dialect)
+        if self._client.uses_post_xml:
+            shared = {k: v for k, v in probe.fields.items() if k != "TO"}
+            self._template = SavedMmsTemplate.build(attrs.evolve(probe, fields=shared), self._client.dialect)
+        if self._journal_path is not None:
+            self._journal, self._state = Journal.open(
+                self._journal_path, self._message.journal_header(), resume=self._resume, fsync=self._fsync
+            )
+            for status, count in self._state.counts.items():
+                setattr(self._counts, status, count)
+            self._delivered = self._state.acked
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.stop()
+        await self._shutdown()
+
+    def stop(self) -> None:
+        """Stop taking new recipients; in-flight sends finish and are delivered."""
+        self._stopping.set()
+
+    async def _shutdown(self) -> None:
+        # The consumer has left: nobody reads batches any more. Undelivered outcomes stay
+        # in the journal unacknowledged, so a resume hands them out again.
+        self._detached = True
+        while not self._out.empty():
+            self._out.get_nowait()
+        supervisor = getattr(self, "_supervisor", None)
+        if supervisor is not None:
+            try:
+                await asyncio.shield(supervisor)
+            except asyncio.CancelledError:
+                for task in self._tasks:
+                    task.cancel()
+                raise
+        if self._journal is not None:
+            self._journal.close()
+
+    async def _supervise(self) -> None:
+        """Wait for producer and workers, then flush the last batch and end the stream."""
+        producer, workers, ticker = self._tasks[0], self._tasks[1:-1], self._tasks[-1]
+        await asyncio.gather(producer, return_exceptions=True)
+        await asyncio.gather(*workers, return_exceptions=True)
+        ticker.cancel()
+        await self._emit()
+        if self._journal is not None:
+            self._journal.flush()
+        self._report_progress()
+        await self._deliver(_END)
+
+    # ------------------------------------------------------------------ consumer side
+
+    def __aiter__(self) -> BulkRun:
+        return self
+
+    async def __anext__(self) -> ResultBatch:
+        self._ack()
+        item = await self._out.get()
+        if item is _END:
+            self._finished = True
+            self._out.put_nowait(_END)  # later calls end too
+            if self._fatal is not None:
+                raise self._fatal
+            raise StopAsyncIteration
+        assert isinstance(item, ResultBatch)
+        self._pending_ack = len(item)
+        return item
+
+    def _ack(self) -> None:
+        """The consumer asked for the next batch, so it is done with the previous one."""
+        if self._pending_ack and self._journal is not None:
+            self._delivered += self._pending_ack
+            self._journal.ack(self._delivered)
+        self._pending_ack = 0
+
+    async def _deliver(self, item: object) -> None:
+        if not self._detached:
+            await self._out.put(item)
+
+    @property
+    def progress(self) -> Progress:
+        """A snapshot of the run now."""
+        return self._snapshot()
+
+    @property
+    def finished(self) -> bool:
+        """True once every recipient has an outcome and the last batch was delivered."""
+        return self._finished
+
+    # ------------------------------------------------------------------ producer
+
+    async def _produce(self) -> None:
+        index = 0
+        try:
+            await self._replay_unacked()
+            async for item in _aiter(self._recipients):
+                if self._stopping.is_set():
+                    break
+                await self._admit(index, item)
+                index += 1
+        except Exception as exc:  # the input itself failed: stop, flush, then raise it
+            log.error("reading recipients failed at index %d: %r", index, exc)
+            self._fatal = self._fatal or exc
+            self._stopping.set()
+        finally:
+            for _ in range(self._concurrency):
+                await self._queue.put(_END)
+
+    async def _admit(self, index: int, item: str | Recipient | RowError) -> None:
+        """Decide what to do with one input item: skip, report, or queue it for sending."""
+        state = self._state.state_of(index)
+        if isinstance(item, RowError):
+            if state == 0:
+                await self._complete(Outcome(index, item.to or "", "failed", error_code="ROW", error_info=f"line {item.line}: {item.reason}"))
+            return
+        recipient = item if isinstance(item, Recipient) else Recipient(to=str(item))
+        try:
+            number = normalize_number(recipient.to)
+        except ValidationError as exc:
+            if state == 0:
+                await self._complete(_failed(index, recipient, exc))
+            return
+        first = self._dedupe.add(number) if self._dedupe is not None else True
+        if state == FINAL or (state == UNKNOWN and not self._resend_unknown):
+            return  # reported by an earlier run
+        if state == CLAIMED and not self._resend_unknown:
+            info = "the run stopped while this request was in flight; it may have been delivered"
+            await self._complete(Outcome(index, number, "unknown", error_code="INTERRUPTED", error_info=info, attempts=1, client_reference=recipient.client_reference))
+            return
+        if not first and state == 0:
+            await self._complete(Outcome(index, number, "skipped", error_code="DUPLICATE", error_info="number already in this run", client_reference=recipient.client_reference))
+            return
+        await self._queue.put((index, number, recipient))
+
+    # ------------------------------------------------------------------ workers
+
+    async def _work(self) -> None:
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                return
+            if self._stopping.is_set():
+                continue  # drain without sending: never claimed, so a resume sends them
+            index, number, recipient = item
+            self._counts.in_flight += 1
+            try:
+                outcome = await self._send(index, number, recipient)
+            finally:
+                self._counts.in_flight -= 1
+            await self._complete(outcome)
+
+    async def _send(self, index: int, number: str, recipient: Recipient) -> Outcome:
+        try:
+            http = self._encode(number, recipient)
+        except ValidationError as exc:
+            return _failed(index, recipient, exc, number)
+        journal = self._journal
+        before_send = (lambda: journal.claim(index, number)) if journal is not None else None
+        try:
+            reply, attempts = await self._client.execute(http, before_send=before_send)
+        except SkycoreError as exc:
+            if exc.fatal and self._fatal is None:
+                self._fatal = exc
+                self._stopping.set()
+            return _from_error(index, number, recipient, exc)
+        result = SendResult.from_reply(reply, attempts)
+        return Outcome(index, number, "sent", tracking_id=result.tracking_id, attempts=attempts, client_reference=recipient.client_reference)
+
+    def _encode(self, number: str, recipient: Recipient) -> HttpRequest:
+        if self._template is not None and recipient.is_plain:
+            return HttpRequest(
+                "POST",
+                self._client.base_url,
+                body=self._template.body(number),
+                headers={"Content-Type": FORM_CONTENT_TYPE},
+                action="sendSavedMMS",
+            )
+        kwargs = {"to": number, **self._message.send_kwargs(recipient)}
+        request = self._client.build_request("sendSavedMMS", to_fields("sendSavedMMS", kwargs))
+        validate_request(request, self._client.dialect)
+        return self._client.encode(request)
+
+    # ------------------------------------------------------------------ batches and progress
+
+    async def _complete(self, outcome: Outcome) -> None:
+        if self._journal is not None:
+            self._journal.complete(outcome)
+        self._counts.add(outcome.status)
+        self._batch.append(outcome)
+        if len(self._batch) >= self._batch_size:
+            await self._emit()
+
+    async def _emit(self, *, replayed: bool = False) -> None:
+        # Under one lock, so batches enter the queue in journal order (acks count lines).
+        async with self._emit_lock:
+            if not self._batch:
+                return
+            batch, self._batch = self._batch, []
+            if self._journal is not None:
+                self._journal.flush()
+            await self._deliver(ResultBatch(self._batch_number, tuple(batch), replayed=replayed))
+            self._batch_number += 1
+
+    async def _replay_unacked(self) -> None:
+        """Hand out outcomes an earlier run completed but never delivered.
+
+        Runs first in the producer, before any new outcome exists, so replayed outcomes
+        keep their place in journal order (acks count done-lines).
+        """
+        unacked = self._state.unacked
+        for start in range(0, len(unacked), self._batch_size):
+            async with self._emit_lock:
+                chunk = tuple(unacked[start : start + self._batch_size])
+                await self._deliver(ResultBatch(self._batch_number, chunk, replayed=True))
+                self._batch_number += 1
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_batch = next_progress = loop.time()
+        while True:
+            await asyncio.sleep(min(self._batch_interval, self._progress_interval))
+            now = loop.time()
+            self._recent.append((now, self._counts.done))
+            if now - next_batch >= self._batch_interval:
+                next_batch = now
+                await self._emit()
+            if now - next_progress >= self._progress_interval:
+                next_progress = now
+                self._report_progress()
+
+    def _report_progress(self) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self._snapshot())
+
+    def _snapshot(self) -> Progress:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        c = self._counts
+        rate = _rate(self._recent, now, c.done)
+        remaining = None if self.total is None else max(0, self.total - c.done)
+        eta = remaining / rate if remaining is not None and rate > 0 else None
+        return Progress(
+            done=c.done, sent=c.sent, failed=c.failed, unknown=c.unknown, skipped=c.skipped,
+            in_flight=c.in_flight, total=self.total, rate=rate,
+            elapsed=now - self._started_at, eta=eta,
+        )
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _rate(recent: deque[tuple[float, int]], now: float, done: int) -> float:
+    """Completions per second over the window kept in ``recent`` (up to ~64 ticks)."""
+    if not recent:
+        return 0.0
+    then, done_then = recent[0]
+    return (done - done_then) / (now - then) if now > then else 0.0
+
+
+def _len_or_none(value: object) -> int | None:
+    try:
+        return len(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+
+
+async def _aiter(items: RecipientInput) -> Any:
+    if isinstance(items, AsyncIterable):
+        async for item in items:
+            yield item
+    else:
+        for item in items:
+            yield item
+
+
+def _failed(index: int, recipient: Recipient, error: ValidationError, number: str | None = None) -> Outcome:
+    return Outcome(
+        index, number or recipient.to, "failed", error_code=error.code,
+        error_info=error.message, attempts=0, client_reference=recipient.client_reference,
+    )
+
+
+_LOCAL_CODES: Final[tuple[tuple[type[SkycoreError], str], ...]] = (
+    (ResponseTimeoutError, "TIMEOUT"),
+    (ConnectionLostError, "CONNECTION_LOST"),
+    (ProtocolError, "PROTOCOL"),
+    (ConnectError, "CONNECT"),
+)
+
+
+def _from_error(index: int, number: str, recipient: Recipient, error: SkycoreError) -> Outcome:
+    if isinstance(error, ApiError | ValidationError):
+        code = error.code
+        info = error.info if isinstance(error, ApiError) else error.message
+    else:
+        code = next((c for cls, c in _LOCAL_CODES if isinstance(error, cls)), type(error).__name__)
+        info = str(error)
+    return Outcome(
+        index, number, "unknown" if error.ambiguous else "failed", error_code=code,
+        error_info=info or str(error), attempts=error.attempts, client_reference=recipient.client_reference,
+    )

@@ -1,0 +1,100 @@
+"""An exact set of phone numbers in about 8 bytes each, for de-duplicating bulk input.
+
+A Python ``set`` of a million numbers costs ~60 MB (int objects plus the hash table); this
+keeps numbers as int64 in sorted ``array`` runs (a small log-structured merge), with a fixed
+bitmap in front so that most lookups of a new number never search the runs. Runs are merged
+geometrically up to a size cap, so no merge needs more than a couple of MB of scratch memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from bisect import bisect_left
+from typing import Final
+
+__all__ = ["NumberSet"]
+
+_BUFFER: Final = 4096
+_RUN_CAP: Final = 1 << 17
+_INT64_MAX: Final = (1 << 63) - 1
+_GOLDEN: Final = 0x9E3779B97F4A7C15
+
+
+class NumberSet:
+    """Remembers which numbers were seen. ``add`` says whether a number is new.
+
+    Args:
+        bitmap_bits: size of the prefilter bitmap (a power of two); the default, 2**25 bits
+            (4 MB), keeps false hits below ~3 % for a million numbers.
+    """
+
+    def __init__(self, bitmap_bits: int = 1 << 25) -> None:
+        if bitmap_bits & (bitmap_bits - 1) or bitmap_bits < 8:
+            raise ValueError("bitmap_bits must be a power of two >= 8")
+        self._bits = bytearray(bitmap_bits >> 3)
+        self._mask = bitmap_bits - 1
+        self._buffer: set[int] = set()
+        self._runs: list[array[int]] = []
+        self._overflow: set[str] = set()  # numbers too long for int64 (never valid ones)
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        return f"<NumberSet size={self._count} runs={len(self._runs)}>"
+
+    def __contains__(self, number: str) -> bool:
+        key = _key(number)
+        if key is None:
+            return number in self._overflow
+        return self._maybe(key) and self._holds(key)
+
+    def add(self, number: str) -> bool:
+        """Add ``number`` (digits); True when it was not in the set before."""
+        key = _key(number)
+        if key is None:
+            if number in self._overflow:
+                return False
+            self._overflow.add(number)
+            self._count += 1
+            return True
+        if self._maybe(key) and self._holds(key):
+            return False
+        slot = (key * _GOLDEN >> 16) & self._mask
+        self._bits[slot >> 3] |= 1 << (slot & 7)
+        self._buffer.add(key)
+        self._count += 1
+        if len(self._buffer) >= _BUFFER:
+            self._flush()
+        return True
+
+    def _maybe(self, key: int) -> bool:
+        slot = (key * _GOLDEN >> 16) & self._mask
+        return bool(self._bits[slot >> 3] & (1 << (slot & 7)))
+
+    def _holds(self, key: int) -> bool:
+        if key in self._buffer:
+            return True
+        for run in self._runs:
+            i = bisect_left(run, key)
+            if i < len(run) and run[i] == key:
+                return True
+        return False
+
+    def _flush(self) -> None:
+        self._runs.append(array("q", sorted(self._buffer)))
+        self._buffer.clear()
+        runs = self._runs
+        while len(runs) >= 2 and len(runs[-1]) >= len(runs[-2]) and len(runs[-2]) + len(runs[-1]) <= _RUN_CAP:
+            newer, older = runs.pop(), runs.pop()
+            runs.append(array("q", heapq.merge(older, newer)))
+
+
+def _key(number: str) -> int | None:
+    # A leading "1" keeps leading zeros distinct ("0123" != "123").
+    if not number.isdigit():
+        return None
+    key = int("1" + number)
+    return key if key <= _INT64_MAX else None
