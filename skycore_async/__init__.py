@@ -1,1 +1,122 @@
-"""skycore-async: asyncio client, bulk engine and emulator for the Skycore MMS API."""
+"""skycore-async: asyncio client, bulk-send engine, postback receiver and emulator for Skycore MMS.
+
+Quick start::
+
+    from skycore_async import SkycoreClient
+
+    async with SkycoreClient(api_key=...) as client:
+        result = await client.send_saved_mms(to="16501234123", mms_id=35674, from_="60856")
+        print(result.tracking_id)
+
+The emulator for tests lives in :mod:`skycore_async.testing`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .bulk import BulkMessage, BulkRun
+from .client import DEFAULT_BASE_URL, SkycoreClient
+from .config import Limits, RetryPolicy, Timeouts
+from .errors import (
+    AccountError,
+    ApiError,
+    AuthenticationError,
+    BillingError,
+    CallIntervalError,
+    ClientStateError,
+    ConnectError,
+    ConnectionLostError,
+    ConnectTimeoutError,
+    ErrorClass,
+    InvalidRequestError,
+    OutcomeUnknownError,
+    ProtocolError,
+    QuotaExceededError,
+    RecipientError,
+    ResponseTimeoutError,
+    ServerError,
+    SkycoreError,
+    ThrottledError,
+    ThroughputExceededError,
+    TransportError,
+    ValidationError,
+)
+from .journal import JournalMismatchError
+from .models import (
+    CampaignSendResult,
+    CustomText,
+    DynamicVCard,
+    LabeledValue,
+    MmsIdsResult,
+    SaveResult,
+    SendResult,
+    Slide,
+)
+from .outcomes import Outcome, Progress, ResultBatch
+from .recipients import Recipient, RowError, read_csv, read_jsonl, read_recipients
+from .retry import RetryEvent
+from .throttle import Throttle, ThrottleEvent, ThrottleStats
+from .transport import HttpRequest, HttpResponse, MockTransport
+
+try:
+    __version__ = version("skycore-async")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "AccountError",
+    "ApiError",
+    "AuthenticationError",
+    "BillingError",
+    "BulkMessage",
+    "BulkRun",
+    "CallIntervalError",
+    "CampaignSendResult",
+    "ClientStateError",
+    "ConnectError",
+    "ConnectTimeoutError",
+    "ConnectionLostError",
+    "CustomText",
+    "DynamicVCard",
+    "ErrorClass",
+    "HttpRequest",
+    "HttpResponse",
+    "InvalidRequestError",
+    "JournalMismatchError",
+    "LabeledValue",
+    "Limits",
+    "MmsIdsResult",
+    "MockTransport",
+    "Outcome",
+    "OutcomeUnknownError",
+    "Progress",
+    "ProtocolError",
+    "QuotaExceededError",
+    "Recipient",
+    "RecipientError",
+    "ResponseTimeoutError",
+    "ResultBatch",
+    "RetryEvent",
+    "RetryPolicy",
+    "RowError",
+    "SaveResult",
+    "SendResult",
+    "ServerError",
+    "SkycoreClient",
+    "SkycoreError",
+    "Slide",
+    "Throttle",
+    "ThrottleEvent",
+    "ThrottleStats",
+    "ThrottledError",
+    "ThroughputExceededError",
+    "Timeouts",
+    "TransportError",
+    "ValidationError",
+    "__version__",
+    "read_csv",
+    "read_jsonl",
+    "read_recipients",
+]

@@ -188,7 +188,8 @@ class BulkRun:
         self._recent.append((self._started_at, 0))
         self._tasks = [asyncio.create_task(self._produce(), name="skycore-bulk-producer")]
         self._tasks += [
-            asyncio.create_task(self._work(), name=f"skycore-bulk-worker-{n}") for n in range(self._concurrency)
+            asyncio.create_task(self._work(), name=f"skycore-bulk-worker-{n}")
+            for n in range(self._concurrency)
         ]
         self._tasks.append(asyncio.create_task(self._tick(), name="skycore-bulk-ticker"))
         self._supervisor = asyncio.create_task(self._supervise(), name="skycore-bulk-supervisor")
@@ -201,10 +202,15 @@ class BulkRun:
         validate_request(probe, self._client.dialect)
         if self._client.uses_post_xml:
             shared = {k: v for k, v in probe.fields.items() if k != "TO"}
-            self._template = SavedMmsTemplate.build(attrs.evolve(probe, fields=shared), self._client.dialect)
+            self._template = SavedMmsTemplate.build(
+                attrs.evolve(probe, fields=shared), self._client.dialect
+            )
         if self._journal_path is not None:
             self._journal, self._state = Journal.open(
-                self._journal_path, self._message.journal_header(), resume=self._resume, fsync=self._fsync
+                self._journal_path,
+                self._message.journal_header(),
+                resume=self._resume,
+                fsync=self._fsync,
             )
             for status, count in self._state.counts.items():
                 setattr(self._counts, status, count)
@@ -310,7 +316,15 @@ class BulkRun:
         state = self._state.state_of(index)
         if isinstance(item, RowError):
             if state == 0:
-                await self._complete(Outcome(index, item.to or "", "failed", error_code="ROW", error_info=f"line {item.line}: {item.reason}"))
+                await self._complete(
+                    Outcome(
+                        index,
+                        item.to or "",
+                        "failed",
+                        error_code="ROW",
+                        error_info=f"line {item.line}: {item.reason}",
+                    )
+                )
             return
         recipient = item if isinstance(item, Recipient) else Recipient(to=str(item))
         try:
@@ -324,10 +338,29 @@ class BulkRun:
             return  # reported by an earlier run
         if state == CLAIMED and not self._resend_unknown:
             info = "the run stopped while this request was in flight; it may have been delivered"
-            await self._complete(Outcome(index, number, "unknown", error_code="INTERRUPTED", error_info=info, attempts=1, client_reference=recipient.client_reference))
+            await self._complete(
+                Outcome(
+                    index,
+                    number,
+                    "unknown",
+                    error_code="INTERRUPTED",
+                    error_info=info,
+                    attempts=1,
+                    client_reference=recipient.client_reference,
+                )
+            )
             return
         if not first and state == 0:
-            await self._complete(Outcome(index, number, "skipped", error_code="DUPLICATE", error_info="number already in this run", client_reference=recipient.client_reference))
+            await self._complete(
+                Outcome(
+                    index,
+                    number,
+                    "skipped",
+                    error_code="DUPLICATE",
+                    error_info="number already in this run",
+                    client_reference=recipient.client_reference,
+                )
+            )
             return
         await self._queue.put((index, number, recipient))
 
@@ -363,7 +396,14 @@ class BulkRun:
                 self._stopping.set()
             return _from_error(index, number, recipient, exc)
         result = SendResult.from_reply(reply, attempts)
-        return Outcome(index, number, "sent", tracking_id=result.tracking_id, attempts=attempts, client_reference=recipient.client_reference)
+        return Outcome(
+            index,
+            number,
+            "sent",
+            tracking_id=result.tracking_id,
+            attempts=attempts,
+            client_reference=recipient.client_reference,
+        )
 
     def _encode(self, number: str, recipient: Recipient) -> HttpRequest:
         if self._template is not None and recipient.is_plain:
@@ -439,9 +479,16 @@ class BulkRun:
         remaining = None if self.total is None else max(0, self.total - c.done)
         eta = remaining / rate if remaining is not None and rate > 0 else None
         return Progress(
-            done=c.done, sent=c.sent, failed=c.failed, unknown=c.unknown, skipped=c.skipped,
-            in_flight=c.in_flight, total=self.total, rate=rate,
-            elapsed=now - self._started_at, eta=eta,
+            done=c.done,
+            sent=c.sent,
+            failed=c.failed,
+            unknown=c.unknown,
+            skipped=c.skipped,
+            in_flight=c.in_flight,
+            total=self.total,
+            rate=rate,
+            elapsed=now - self._started_at,
+            eta=eta,
         )
 
 
@@ -472,10 +519,17 @@ async def _aiter(items: RecipientInput) -> Any:
             yield item
 
 
-def _failed(index: int, recipient: Recipient, error: ValidationError, number: str | None = None) -> Outcome:
+def _failed(
+    index: int, recipient: Recipient, error: ValidationError, number: str | None = None
+) -> Outcome:
     return Outcome(
-        index, number or recipient.to, "failed", error_code=error.code,
-        error_info=error.message, attempts=0, client_reference=recipient.client_reference,
+        index,
+        number or recipient.to,
+        "failed",
+        error_code=error.code,
+        error_info=error.message,
+        attempts=0,
+        client_reference=recipient.client_reference,
     )
 
 
@@ -495,6 +549,11 @@ def _from_error(index: int, number: str, recipient: Recipient, error: SkycoreErr
         code = next((c for cls, c in _LOCAL_CODES if isinstance(error, cls)), type(error).__name__)
         info = str(error)
     return Outcome(
-        index, number, "unknown" if error.ambiguous else "failed", error_code=code,
-        error_info=info or str(error), attempts=error.attempts, client_reference=recipient.client_reference,
+        index,
+        number,
+        "unknown" if error.ambiguous else "failed",
+        error_code=code,
+        error_info=info or str(error),
+        attempts=error.attempts,
+        client_reference=recipient.client_reference,
     )

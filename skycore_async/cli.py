@@ -32,9 +32,14 @@ def _add_emulator(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     parser = commands.add_parser("emulator", help="run the local Skycore emulator")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--api-key", action="append", default=None, help="accepted key (repeatable)")
     parser.add_argument(
-        "--throughput", action="append", default=[], metavar="ACTION=RATE",
+        "--api-key", action="append", default=None, help="accepted key (repeatable)"
+    )
+    parser.add_argument(
+        "--throughput",
+        action="append",
+        default=[],
+        metavar="ACTION=RATE",
         help="per-action calls/s before E113, e.g. sendSavedMMS=200",
     )
     parser.add_argument("--min-interval", type=float, default=None, help="E106 spacing in seconds")
@@ -77,7 +82,10 @@ def _run_send(args: argparse.Namespace) -> int:
     async def send() -> dict[str, object]:
         async with _client_from_env(args) as client:
             result = await client.send_saved_mms(
-                to=args.to, mms_id=args.mms_id, from_=args.from_, client_reference=args.client_reference
+                to=args.to,
+                mms_id=args.mms_id,
+                from_=args.from_,
+                client_reference=args.client_reference,
             )
         return {"tracking_id": result.tracking_id, "to": result.to, "mms_id": result.mms_id}
 
@@ -93,7 +101,9 @@ def _run_send(args: argparse.Namespace) -> int:
 def _client_from_env(args: argparse.Namespace) -> SkycoreClient:
     key = os.environ.get("SKYCORE_API_KEY")
     if not key:
-        raise SystemExit("error: set SKYCORE_API_KEY (the key is never taken from the command line)")
+        raise SystemExit(
+            "error: set SKYCORE_API_KEY (the key is never taken from the command line)"
+        )
     base_url = args.base_url or os.environ.get("SKYCORE_BASE_URL") or DEFAULT_BASE_URL
     return SkycoreClient(api_key=key, base_url=base_url)
 

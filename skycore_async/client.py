@@ -129,6 +129,9 @@ class SkycoreClient:
         limits: the shared throttle's rate, burst and concurrency settings.
         retry: the retry policy (attempts, deadline, backoff, ``retry_ambiguous``).
         transport: an alternative HTTP transport (e.g. ``MockTransport``) for tests.
+        throttle: a throttle to use instead of one built from ``limits``: share one
+            between clients of the same account, or pass ``Throttle.testing()`` for
+            zero waits in tests.
         on_throttle: called with a frozen snapshot whenever a throttle code pauses senders.
         on_retry: called with a frozen snapshot before each retry.
 
@@ -149,6 +152,7 @@ class SkycoreClient:
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
         transport: Transport | None = None,
+        throttle: Throttle | None = None,
         on_throttle: Callable[[ThrottleEvent], None] | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
     ) -> None:
@@ -162,9 +166,11 @@ class SkycoreClient:
         self._dialect: Dialect = dialect
         self._method: Method = method
         self._timeouts = timeouts or Timeouts()
-        self._limits = limits or Limits()
         self._retry = retry or RetryPolicy()
-        self._throttle = Throttle(self._limits, on_throttle=on_throttle)
+        if throttle is not None and (limits is not None or on_throttle is not None):
+            raise ValueError("give limits/on_throttle, or a ready throttle, not both")
+        self._throttle = throttle or Throttle(limits or Limits(), on_throttle=on_throttle)
+        self._limits = self._throttle.limits
         self._transport: Transport = transport or AiohttpTransport(
             pool_size=max(self._limits.concurrency, 10)
         )
@@ -418,15 +424,27 @@ class SkycoreClient:
             ValidationError: the shared message is invalid (raised on entering the block).
         """
         return BulkRun(
-            self, message, recipients, journal=journal, resume=resume,
-            resend_unknown=resend_unknown, dedupe=dedupe, batch_size=batch_size,
-            batch_interval=batch_interval, concurrency=concurrency, on_progress=on_progress,
-            progress_interval=progress_interval, total=total, fsync=fsync,
+            self,
+            message,
+            recipients,
+            journal=journal,
+            resume=resume,
+            resend_unknown=resend_unknown,
+            dedupe=dedupe,
+            batch_size=batch_size,
+            batch_interval=batch_interval,
+            concurrency=concurrency,
+            on_progress=on_progress,
+            progress_interval=progress_interval,
+            total=total,
+            fsync=fsync,
         )
 
     # ------------------------------------------------------------------ pipeline
 
-    def build_request(self, action: str, fields: Mapping[str, Any], *, legacy: bool = False) -> ApiRequest:
+    def build_request(
+        self, action: str, fields: Mapping[str, Any], *, legacy: bool = False
+    ) -> ApiRequest:
         """The canonical request with credentials, dropping unset fields. Pure."""
         present = {k: v for k, v in fields.items() if v is not None}
         return ApiRequest(action, {**self._credentials.fields(), **present}, legacy_content=legacy)
@@ -492,11 +510,20 @@ class SkycoreClient:
                     throttles += 1
                 else:
                     errors += 1
-                self._notify_retry(http.action, error, decision.reason, decision.kind, decision.wait, error.attempts)
+                self._notify_retry(
+                    http.action,
+                    error,
+                    decision.reason,
+                    decision.kind,
+                    decision.wait,
+                    error.attempts,
+                )
                 if decision.wait > 0:
                     await asyncio.sleep(decision.wait)
 
-    async def _attempt(self, http: HttpRequest, before_send: Callable[[], None] | None) -> ApiResponse:
+    async def _attempt(
+        self, http: HttpRequest, before_send: Callable[[], None] | None
+    ) -> ApiResponse:
         async with self._throttle.slot(http.action):
             if before_send is not None:
                 before_send()
@@ -511,7 +538,14 @@ class SkycoreClient:
         self, action: str, error: SkycoreError, reason: str, kind: str, wait: float, attempt: int
     ) -> None:
         self._throttle.on_retry(action)
-        log.debug("retrying %s after %s (%s), wait %.3fs, attempt %d", action, type(error).__name__, reason, wait, attempt)
+        log.debug(
+            "retrying %s after %s (%s), wait %.3fs, attempt %d",
+            action,
+            type(error).__name__,
+            reason,
+            wait,
+            attempt,
+        )
         if self._on_retry is not None:
             self._on_retry(
                 RetryEvent(

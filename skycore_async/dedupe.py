@@ -87,7 +87,11 @@ class NumberSet:
         self._runs.append(array("q", sorted(self._buffer)))
         self._buffer.clear()
         runs = self._runs
-        while len(runs) >= 2 and len(runs[-1]) >= len(runs[-2]) and len(runs[-2]) + len(runs[-1]) <= _RUN_CAP:
+        while (
+            len(runs) >= 2
+            and len(runs[-1]) >= len(runs[-2])
+            and len(runs[-2]) + len(runs[-1]) <= _RUN_CAP
+        ):
             newer, older = runs.pop(), runs.pop()
             runs.append(array("q", heapq.merge(older, newer)))
 

@@ -64,7 +64,9 @@ class ResumeState:
     status: bytearray = attrs.field(factory=bytearray)
     claimed_to: dict[int, str] = attrs.field(factory=dict)
     unacked: list[Outcome] = attrs.field(factory=list)
-    counts: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(("sent", "failed", "unknown", "skipped"), 0))
+    counts: dict[str, int] = attrs.field(
+        factory=lambda: dict.fromkeys(("sent", "failed", "unknown", "skipped"), 0)
+    )
     done_lines: int = 0
     acked: int = 0
 
@@ -110,7 +112,9 @@ class Journal:
         if resume and path.exists():
             state = _read(path, header)
         elif path.exists() and path.stat().st_size > 0:
-            raise FileExistsError(f"journal {path} exists: resume the run, or remove the file to start over")
+            raise FileExistsError(
+                f"journal {path} exists: resume the run, or remove the file to start over"
+            )
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         journal = cls(fd, path, fsync=fsync)
         journal.done_lines = state.done_lines

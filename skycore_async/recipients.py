@@ -131,11 +131,15 @@ def _read_header(lines: Iterator[tuple[int, str | None]]) -> tuple[list[str], in
         for candidate in NUMBER_COLUMNS:
             if candidate in header:
                 return header, header.index(candidate)
-        raise ValueError(f"the CSV header has no number column (one of {', '.join(NUMBER_COLUMNS)})")
+        raise ValueError(
+            f"the CSV header has no number column (one of {', '.join(NUMBER_COLUMNS)})"
+        )
     raise ValueError("the CSV file is empty")
 
 
-def _csv_row(line_number: int, text: str, header: list[str], number_column: int) -> Recipient | RowError:
+def _csv_row(
+    line_number: int, text: str, header: list[str], number_column: int
+) -> Recipient | RowError:
     try:
         values = next(csv.reader([text]))
     except csv.Error as exc:
@@ -144,7 +148,9 @@ def _csv_row(line_number: int, text: str, header: list[str], number_column: int)
         return RowError(line_number, f"no value in the '{header[number_column]}' column")
     row = {name: value for name, value in zip(header, values, strict=False) if name}
     to = values[number_column].strip()
-    data = {k: v for k, v in row.items() if k not in _SPECIAL and k != header[number_column] and v != ""}
+    data = {
+        k: v for k, v in row.items() if k not in _SPECIAL and k != header[number_column] and v != ""
+    }
     return Recipient(
         to=to,
         data=data or None,

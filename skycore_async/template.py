@@ -55,4 +55,6 @@ class SavedMmsTemplate:
 
     def body(self, number: str) -> bytes:
         """The form body for one (already validated, digits-only) number."""
-        return b"".join((self._prefix, self._to_open, number.encode("ascii"), self._to_close_and_root))
+        return b"".join(
+            (self._prefix, self._to_open, number.encode("ascii"), self._to_close_and_root)
+        )

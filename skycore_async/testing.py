@@ -22,6 +22,21 @@ Usage in a test::
             assert [send.to for send in emu.accepted] == ["15551234567"]
             assert result.tracking_id == emu.accepted[0].tracking_id
 
+Faults and postbacks::
+
+    settings = EmulatorSettings(
+        seed=1,
+        drop_after_accept=0.05,  # the send happens, the client sees a dropped connection
+        throughput={"sendSavedMMS": 100},  # E113 past 100 calls/s
+        postback_url="http://127.0.0.1:8081/postbacks",  # N101 then N102 per accepted send
+    )
+    async with Emulator(settings) as emu:
+        ...  # run the code under test against emu.url
+        async with asyncio.timeout(5):
+            await emu.wait_for_postbacks()
+        assert emu.duplicate_recipients() == {}  # nobody got a message twice
+        print(emu.answers)  # Counter({'Success': 950, 'E113': 40, 'DROP_AFTER_ACCEPT': 10})
+
 Behaviour is set by :class:`EmulatorSettings`; its attributes may be changed while the emulator
 runs, e.g. ``emu.settings.throughput["sendSavedMMS"] = 50`` or ``emu.settings.drop_after_accept
 = 0.1``. Randomness (faults, postback outcomes, jitter) comes from one ``random.Random`` seeded
@@ -621,7 +636,8 @@ class Emulator:
         """Authentication, action, throttles, validation and injected errors."""
         self._authenticate(request)
         if request.action not in ACTIONS:
-            raise _Reject("E101", f"Invalid action {request.action!r}")
+            info = f"Invalid action {request.action!r}" if request.action else None
+            raise _Reject("E101", info)
         self._throttle(request.action, time.monotonic())
         try:
             validate_request(request, dialect)

@@ -37,7 +37,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Final, TypeAlias
+from typing import Final, NamedTuple, TypeAlias
 
 import attrs
 from aiolimiter import AsyncLimiter
@@ -58,11 +58,11 @@ _CATCH_UP: Final = 0.01
 _WINDOW: Final = 1.0
 _BUCKETS: Final = 10
 _SLICE: Final = _WINDOW / _BUCKETS
+_SLICES_PER_SECOND: Final = _BUCKETS / _WINDOW
 
 
-@attrs.frozen
-class Permit:
-    """What :meth:`Throttle.slot` hands the sender.
+class Permit(NamedTuple):
+    """What :meth:`Throttle.slot` hands the sender (a NamedTuple: cheap on the hot path).
 
     Attributes:
         action: the action the permit is for.
@@ -144,37 +144,41 @@ class _Pacer:
 
 @attrs.define
 class _Meter:
-    """Calls per second over a sliding window, counted in fixed slices (O(1) memory)."""
+    """Calls per second over a sliding window, counted in fixed slices (O(1) memory).
 
-    counts: list[int] = attrs.Factory(lambda: [0] * _BUCKETS)
-    head: int = -1  # absolute index of the newest slice
+    The hot path is one comparison and one increment; slices roll over only when a call (or a
+    reading) crosses the current slice's end.
+    """
+
+    done: deque[int] = attrs.Factory(lambda: deque(maxlen=_BUCKETS - 1))  # older slices
+    current: int = 0  # calls in the current slice
+    ends_at: float = -math.inf  # end of the current slice; -inf before the first call
     started: float = math.inf  # first recorded call
 
     def add(self, now: float) -> None:
-        index = int(now / _SLICE)
-        if index > self.head:
-            self._roll(index)
-        if self.started == math.inf:
-            self.started = now
-        self.counts[index % _BUCKETS] += 1
+        if now >= self.ends_at:
+            self._roll(now)
+        self.current += 1
 
     def rate(self, now: float) -> float:
-        index = int(now / _SLICE)
-        if index > self.head:
-            self._roll(index)
-        if self.started == math.inf:
+        if self.ends_at == -math.inf:
             return 0.0
-        span = now - (self.head - _BUCKETS + 1) * _SLICE
+        if now >= self.ends_at:
+            self._roll(now)
+        span = now - (self.ends_at - _WINDOW)
         span = min(span, max(now - self.started, _SLICE))
-        return sum(self.counts) / span
+        return (sum(self.done) + self.current) / span
 
-    def _roll(self, index: int) -> None:
-        if index - self.head >= _BUCKETS:
-            self.counts[:] = [0] * _BUCKETS
+    def _roll(self, now: float) -> None:
+        end = (int(now * _SLICES_PER_SECOND) + 1) * _SLICE
+        if self.ends_at == -math.inf:
+            self.started = now
         else:
-            for stale in range(self.head + 1, index + 1):
-                self.counts[stale % _BUCKETS] = 0
-        self.head = index
+            passed = round((end - self.ends_at) * _SLICES_PER_SECOND)  # slices, >= 1
+            self.done.append(self.current)
+            self.done.extend([0] * min(passed - 1, _BUCKETS))
+        self.current = 0
+        self.ends_at = end
 
 
 #: A waiter: (future resolved with its slot time when released, arrival time).
@@ -248,7 +252,7 @@ class Throttle:
             ...
     """
 
-    limits: Limits = attrs.field(default=DEFAULT_LIMITS, on_setattr=attrs.setters.frozen)
+    _limits: Limits = attrs.field(default=DEFAULT_LIMITS, alias="limits")
     on_throttle: Callable[[ThrottleEvent], None] | None = attrs.field(default=None, kw_only=True)
     _sem: asyncio.Semaphore = attrs.field(init=False)
     _ceiling: AsyncLimiter | None = attrs.field(init=False, default=None)
@@ -261,6 +265,7 @@ class Throttle:
     _paused_until: float = attrs.field(init=False, default=-math.inf)
     _min_interval: float = attrs.field(init=False, default=0.0)
     _waits: bool = attrs.field(init=False, default=True)
+    _paced: bool = attrs.field(init=False, default=False)  # an account pacer exists
     _waiting: int = attrs.field(init=False, default=0)
     _in_flight: int = attrs.field(init=False, default=0)
     _sent: int = attrs.field(init=False, default=0)
@@ -268,7 +273,7 @@ class Throttle:
     _retried: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
-        limits = self.limits
+        limits = self._limits
         self._sem = asyncio.Semaphore(limits.concurrency)
         if limits.rate is not None:
             interval = 1.0 / limits.rate
@@ -277,6 +282,7 @@ class Throttle:
             # burst + _CATCH_UP * rate calls above the rate line in any window.
             capacity = limits.burst + math.ceil(limits.rate * _CATCH_UP) + 2
             self._ceiling = AsyncLimiter(capacity, capacity / limits.rate)
+            self._paced = True
         self._set_min_interval(limits.min_interval)
         for action in limits.per_action:
             self._action(action)
@@ -297,6 +303,11 @@ class Throttle:
         throttle._waits = False
         return throttle
 
+    @property
+    def limits(self) -> Limits:
+        """The configuration this throttle was built with."""
+        return self._limits
+
     # -- the sender's side ---------------------------------------------------------------
 
     def slot(self, action: str) -> _Slot:
@@ -313,9 +324,14 @@ class Throttle:
         loop = self._loop or self._bind()
         state = self._actions.get(action) or self._action(action)
         now = loop.time()
-        if state.queue or self._earliest(state) > now:
+        if state.queue or now < self._paused_until:
             return None
-        self._consume(state, now, now)
+        if self._paced or state.pacer is not None:
+            if self._earliest(state) > now:
+                return None
+            self._consume(state, now, now)
+        else:
+            state.meter.add(now)
         return Permit(action, now, 0.0)
 
     async def _admit_later(self, action: str) -> Permit:
@@ -416,7 +432,7 @@ class Throttle:
         return (self._loop or self._bind()).time()
 
     def _action(self, action: str) -> _Action:
-        limits = self.limits
+        limits = self._limits
         own = action in limits.per_action
         ceiling = limits.per_action[action] if own else limits.rate
         state = _Action(action, ceiling, own)
@@ -427,7 +443,7 @@ class Throttle:
 
     def _set_rate(self, state: _Action, rate: float, now: float) -> None:
         interval = 1.0 / rate
-        tolerance = (self.limits.burst - 1) * interval
+        tolerance = (self._limits.burst - 1) * interval
         state.rate = rate
         if state.pacer is None:
             state.pacer = _Pacer(interval, tolerance, _CATCH_UP)
@@ -440,6 +456,7 @@ class Throttle:
             return
         if self._spacing is None:
             self._spacing = _Pacer(self._min_interval)
+            self._paced = True
         else:
             self._spacing.interval = self._min_interval
 
@@ -465,7 +482,7 @@ class Throttle:
         state.grown_at = now
         ceiling = math.inf if state.ceiling is None else state.ceiling
         demand_cap = max(state.rate, 2.0 * state.meter.rate(now))
-        target = min(state.rate + self.limits.increase * elapsed, ceiling, demand_cap)
+        target = min(state.rate + self._limits.increase * elapsed, ceiling, demand_cap)
         if target >= ceiling:
             self._recovered(state, ceiling, now)
         else:
@@ -506,7 +523,7 @@ class Throttle:
         return pause
 
     def _on_quota(self, now: float) -> tuple[float, str]:
-        cooldown = self.limits.quota_cooldown
+        cooldown = self._limits.quota_cooldown
         if cooldown is None or not self._waits:
             return 0.0, "quota exhausted; no cooldown configured"
         self._pause(cooldown, now)
@@ -514,7 +531,7 @@ class Throttle:
 
     def _on_interval(self, error: CallIntervalError, now: float) -> tuple[float, str]:
         parsed = error.interval
-        seconds = self.limits.e106_default if parsed is None else parsed
+        seconds = self._limits.e106_default if parsed is None else parsed
         if not self._waits:
             return 0.0, "call interval (testing: not applied)"
         self._set_min_interval(seconds)
@@ -528,7 +545,7 @@ class Throttle:
     def _on_throughput(self, state: _Action, now: float) -> tuple[float, str]:
         if not self._waits:
             return 0.0, "throughput exceeded (testing: not applied)"
-        limits = self.limits
+        limits = self._limits
         measured = state.meter.rate(now)
         current = state.rate if state.rate is not None else math.inf
         rate = min(current, max(limits.floor, limits.decrease * measured))
@@ -564,7 +581,7 @@ class Throttle:
         state = self._actions.get(action)
         if state is not None and state.rate is not None:
             return state.rate
-        return self.limits.per_action.get(action, self.limits.rate)
+        return self._limits.per_action.get(action, self._limits.rate)
 
     def measured_rate(self, action: str) -> float:
         """Calls/s granted to ``action`` over the last second."""
@@ -594,4 +611,4 @@ class Throttle:
             state += f", paused for {self._paused_until - self._loop.time():.3f} s"
         if self._min_interval:
             state += f", min_interval={self._min_interval:.3f} s"
-        return f"<Throttle rate={self.limits.rate} {{{rates}}} [{state}]>"
+        return f"<Throttle rate={self._limits.rate} {{{rates}}} [{state}]>"

@@ -71,7 +71,9 @@ class HttpResponse:
 class Transport(Protocol):
     """What the client needs from an HTTP layer."""
 
-    async def send(self, request: HttpRequest, *, connect_timeout: float, read_timeout: float) -> HttpResponse:
+    async def send(
+        self, request: HttpRequest, *, connect_timeout: float, read_timeout: float
+    ) -> HttpResponse:
         """Send one request; raise a :class:`TransportError` or :class:`ProtocolError`."""
         ...
 
@@ -113,13 +115,19 @@ class AiohttpTransport:
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
         return self._session
 
-    async def send(self, request: HttpRequest, *, connect_timeout: float, read_timeout: float) -> HttpResponse:
+    async def send(
+        self, request: HttpRequest, *, connect_timeout: float, read_timeout: float
+    ) -> HttpResponse:
         """Send ``request``; map aiohttp's failures into the library's errors."""
         timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
         started = time.perf_counter()
         try:
             async with self._get_session().request(
-                request.method, request.url, data=request.body, headers=request.headers, timeout=timeout
+                request.method,
+                request.url,
+                data=request.body,
+                headers=request.headers,
+                timeout=timeout,
             ) as response:
                 body = await self._read_capped(response)
                 status, content_type = response.status, response.content_type
@@ -171,7 +179,9 @@ def _translate(exc: BaseException, request: HttpRequest) -> TransportError:
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.InvalidURL):
         return ConnectError(f"{where}: could not connect ({exc})")
     if isinstance(exc, aiohttp.SocketTimeoutError | TimeoutError):
-        return ResponseTimeoutError(f"{where}: no answer within the read timeout; it may have been delivered")
+        return ResponseTimeoutError(
+            f"{where}: no answer within the read timeout; it may have been delivered"
+        )
     return ConnectionLostError(
         f"{where}: connection lost after the request started ({type(exc).__name__}: {exc}); "
         "it may have been delivered"
@@ -193,7 +203,9 @@ class MockTransport:
         self.requests: list[HttpRequest] = []
         self.closed = False
 
-    async def send(self, request: HttpRequest, *, connect_timeout: float, read_timeout: float) -> HttpResponse:
+    async def send(
+        self, request: HttpRequest, *, connect_timeout: float, read_timeout: float
+    ) -> HttpResponse:
         """Record the request and return the handler's answer."""
         self.requests.append(request)
         result = self._handler(request)

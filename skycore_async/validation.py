@@ -580,10 +580,10 @@ def _check_vcard(value: Any) -> None:
     _check_vcard_name(_mapping(card.get("NAME"), "dynamic_vcard.name"))
     for tag in ("ORGANIZATION", "TITLE", "NOTE"):
         _leaf(card.get(tag), f"dynamic_vcard.{tag.lower()}")
-    photo = _leaf(card.get("PHOTOURL"), "dynamic_vcard.photourl")
+    photo = _leaf(card.get("PHOTOURL"), "dynamic_vcard.photo_url")
     if _given(photo) and not _is_photo_url(photo):
-        message = f"dynamic_vcard.photourl must be {_URL} of a .gif, .jpg or .png image"
-        raise ValidationError("dynamic_vcard.photourl", "E1502", message)
+        message = f"dynamic_vcard.photo_url must be {_URL} of a .gif, .jpg or .png image"
+        raise ValidationError("dynamic_vcard.photo_url", "E1502", message)
     _check_vcard_lists(card)
 
 
@@ -616,5 +616,9 @@ def validate_request(request: ApiRequest, dialect: Dialect = "skycore") -> None:
     for tag, rules in _LEAF_RULES.items():
         _check_leaf(fields.get(tag), tag, rules)
     for tag, check in _COMPOSITES.items():
-        if not _blank(fields.get(tag)):
-            check(fields[tag])
+        value = fields.get(tag)
+        if tag == "DYNAMICVCARD" and value is not None and _blank(value):
+            # An empty <DYNAMICVCARD/> was sent on purpose: the server answers E1501.
+            raise ValidationError("dynamic_vcard", "E1501", "dynamic_vcard has no data in it")
+        if not _blank(value):
+            check(value)

@@ -34,6 +34,7 @@ from skycore_async.testing import (
     Emulator,
     EmulatorSettings,
     _encode_reply,
+    _seconds,
     serve,
 )
 
@@ -55,12 +56,14 @@ class Receiver:
     bodies: list[bytes] = attrs.Factory(list)
     notifications: list[Notification] = attrs.Factory(list)
     status: int = 200
+    arrived: asyncio.Event = attrs.Factory(asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
         if self.status == 200:
             self.bodies.append(body)
             self.notifications += decode_notifications(body, request.content_type)
+            self.arrived.set()
         return web.Response(status=self.status)
 
     def codes(self) -> list[str]:
@@ -396,19 +399,27 @@ async def test_enforced_campaign_check(emu: Emulator, http: aiohttp.ClientSessio
 
 async def test_min_interval_e106(emu: Emulator, http: aiohttp.ClientSession) -> None:
     """A call sooner than min_interval after the last accepted one is E106 naming X."""
-    emu.settings.min_interval = 0.05
+    emu.settings.min_interval = 0.25
     first = await call(http, emu, "getMmsIds", {})
     second = await call(http, emu, "getMmsIds", {})
     assert first.get("ERRORCODE") == "E200"
     assert second.get("ERRORCODE") == "E106"
-    assert second.get("ERRORINFO") == "You can call API every 0.05 seconds"
-    await asyncio.sleep(0.06)
+    assert second.get("ERRORINFO") == "You can call API every 0.25 seconds"
+    await asyncio.sleep(0.26)
     assert (await call(http, emu, "getMmsIds", {})).get("ERRORCODE") == "E200"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(0.05, "0.05"), (2.0, "2"), (1.5, "1.5"), (0.001, "0.001")]
+)
+def test_e106_interval_text(seconds: float, text: str) -> None:
+    """E106 prints X the way Skycore does: 0.05, 2, 1.5."""
+    assert _seconds(seconds) == text
 
 
 async def test_throughput_e113(emu: Emulator, http: aiohttp.ClientSession) -> None:
     """Past the per-action token bucket the call is E113; other actions are unaffected."""
-    emu.settings.throughput = {"sendsms": 20.0}
+    emu.settings.throughput = {"sendsms": 5.0}
     emu.settings.throughput_burst = 2
     sms = {"TO": TO, "FROM": "60856", "TEXT": "x"}
     codes = [(await call(http, emu, "sendSMS", sms)).get("ERRORCODE") for _ in range(3)]
@@ -418,7 +429,7 @@ async def test_throughput_e113(emu: Emulator, http: aiohttp.ClientSession) -> No
         "Set throughput exceeded for this API action. API call rejected."
     )
     assert (await call(http, emu, "getMmsIds", {})).get("ERRORCODE") == "E200"
-    await asyncio.sleep(0.06)
+    await asyncio.sleep(0.21)
     assert (await call(http, emu, "sendSMS", sms)).status == "Success"
     assert len(emu.accepted) == 3
 
@@ -535,14 +546,13 @@ async def test_encoding_template_is_e626_then_n003(
     http: aiohttp.ClientSession, receiver: Receiver
 ) -> None:
     """A saved audio template answers E626 until encoded, then N003 is posted."""
-    config = EmulatorSettings(encoding_delay=0.15, postback_url=receiver.url)
+    config = EmulatorSettings(encoding_delay=0.3, postback_url=receiver.url)
     async with Emulator(config) as emulator:
         slide = {"AUDIO": {"URL": "http://example.com/a.mp3"}, "TEXT": "x"}
         fields = {"NAME": "n", "SUBJECT": "s", "SLIDE": [slide]}
         mms_id = (await call(http, emulator, "saveMMS", fields)).get("MMSID") or ""
         reply = await call(http, emulator, "sendSavedMMS", send_fields(mms_id))
         assert reply.get("ERRORCODE") == "E626"
-        await asyncio.sleep(0.2)
         await emulator.wait_for_postbacks()
         assert receiver.codes() == ["N003"]
         assert receiver.notifications[0].mms_id == mms_id
@@ -681,8 +691,10 @@ async def test_stop_cancels_pending_postbacks(
     config = EmulatorSettings(postback_url=receiver.url, postback_delay=30)
     async with Emulator(config) as emulator:
         await call(http, emulator, "sendSavedMMS", send_fields(emulator.add_template()))
-        await asyncio.sleep(0.05)
+        async with asyncio.timeout(5):
+            await receiver.arrived.wait()
     assert receiver.codes() == ["N101"]
+    assert not emulator._tasks
 
 
 # --------------------------------------------------------------------------- serve

@@ -104,7 +104,12 @@ def test_decodes_the_get_form_example() -> None:
 
 def test_get_form_campaignid_spelling_is_accepted() -> None:
     """The CK example's `campaignid` is read as TOCAMPAIGN."""
-    query = [("action", "sendSavedMMSCampaign"), ("api_key", "k"), ("mmsid", "1"), ("campaignid", "332")]
+    query = [
+        ("action", "sendSavedMMSCampaign"),
+        ("api_key", "k"),
+        ("mmsid", "1"),
+        ("campaignid", "332"),
+    ]
     request, _ = protocol.decode_request(b"", query=query)
     assert request.fields["TOCAMPAIGN"] == "332"
 
@@ -137,7 +142,10 @@ def test_decodes_the_save_mms_example_slides_in_order() -> None:
 @pytest.mark.parametrize("legacy", [False, True])
 def test_slides_round_trip_in_both_layouts(dialect: str, legacy: bool) -> None:
     """Encoding then decoding slides gives the same canonical request, in either layout."""
-    slides = [{"TEXT": "a", "IMAGE": {"URL": "http://x.test/a.png"}, "DURATION": "5"}, {"TEXT": "b"}]
+    slides = [
+        {"TEXT": "a", "IMAGE": {"URL": "http://x.test/a.png"}, "DURATION": "5"},
+        {"TEXT": "b"},
+    ]
     original = ApiRequest(
         "sendMMS",
         {"API_KEY": "k", "TO": "1", "FROM": "2", "NAME": "n", "SLIDE": slides},
@@ -159,10 +167,18 @@ def test_encoder_writes_the_documented_13_tags() -> None:
 def test_hyphenated_encoder_renames_fields() -> None:
     """The hyphenated dialect writes service-id, mms-id, ddm-message-text and message-text."""
     request = ApiRequest(
-        "sendSavedMMS", {"API_KEY": "k", "MMSID": "1", "SERVICEID": "7", "DDMTEXT": "d", "FALLBACKSMSTEXT": "f"}
+        "sendSavedMMS",
+        {"API_KEY": "k", "MMSID": "1", "SERVICEID": "7", "DDMTEXT": "d", "FALLBACKSMSTEXT": "f"},
     )
     xml = protocol.encode_xml(request, "hyphenated")
-    for tag in ("<request>", "<api-key>", "<mms-id>", "<service-id>", "<ddm-message-text>", "<fallback-sms-text>"):
+    for tag in (
+        "<request>",
+        "<api-key>",
+        "<mms-id>",
+        "<service-id>",
+        "<ddm-message-text>",
+        "<fallback-sms-text>",
+    ):
         assert tag in xml
 
 
@@ -170,7 +186,12 @@ def test_get_query_uses_lower_case_names() -> None:
     """The GET form is lower-case names, customtext_N and data_<name>."""
     request = ApiRequest(
         "sendSavedMMS",
-        {"API_KEY": "k", "MMSID": "1", "CUSTOMTEXT": [{"VALUE": "v", "SLIDE": "2"}], "DATA": {"Age": "3"}},
+        {
+            "API_KEY": "k",
+            "MMSID": "1",
+            "CUSTOMTEXT": [{"VALUE": "v", "SLIDE": "2"}],
+            "DATA": {"Age": "3"},
+        },
     )
     assert protocol.encode_query(request) == [
         ("action", "sendSavedMMS"),
@@ -307,7 +328,9 @@ XML_TEXT = st.text(
     data_value=XML_TEXT,
     dialect=st.sampled_from(["skycore", "hyphenated"]),
 )
-def test_arbitrary_unicode_values_round_trip(values: list[str], data_value: str, dialect: str) -> None:
+def test_arbitrary_unicode_values_round_trip(
+    values: list[str], data_value: str, dialect: str
+) -> None:
     """Any XML-legal Unicode text survives encode -> decode exactly (escaping, CR, spaces)."""
     fields = {
         "API_KEY": "k",
@@ -326,7 +349,9 @@ LEAF = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_si
 
 @settings(max_examples=300, deadline=None)
 @given(
-    fields=st.dictionaries(st.sampled_from(["STATUS", "TRACKINGID", "TO", "MMSID", "ERRORINFO"]), LEAF, min_size=1),
+    fields=st.dictionaries(
+        st.sampled_from(["STATUS", "TRACKINGID", "TO", "MMSID", "ERRORINFO"]), LEAF, min_size=1
+    ),
     dialect=st.sampled_from(["skycore", "hyphenated"]),
 )
 def test_fast_and_full_reply_decoders_agree(fields: dict[str, str], dialect: str) -> None:
@@ -353,7 +378,12 @@ def test_arbitrary_bytes_never_escape_as_other_errors(body: bytes) -> None:
 @pytest.mark.parametrize("dialect", ["skycore", "hyphenated"])
 def test_campaign_template_is_byte_identical_to_the_encoder(dialect: str) -> None:
     """The bulk hot path's pre-encoded prefix + number equals the general encoder's output."""
-    shared = {"API_KEY": "k&<", "MMSID": "35674", "FROM": "60856", "CUSTOMSUBJECT": "Hé \"quoted\"\r\n"}
+    shared = {
+        "API_KEY": "k&<",
+        "MMSID": "35674",
+        "FROM": "60856",
+        "CUSTOMSUBJECT": 'Hé "quoted"\r\n',
+    }
     template = SavedMmsTemplate.build(ApiRequest("sendSavedMMS", shared), dialect)  # type: ignore[arg-type]
     full = ApiRequest("sendSavedMMS", {**shared, "TO": "16501234123"})
     assert template.body("16501234123") == protocol.encode_form_body(full, dialect)  # type: ignore[arg-type]

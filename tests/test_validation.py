@@ -361,14 +361,14 @@ INVALID += [
     R(
         SSM,
         {"DYNAMICVCARD": vcard(PHOTOURL="https://x.example/p.bmp")},
-        "dynamic_vcard.photourl",
+        "dynamic_vcard.photo_url",
         "E1502",
         id="vcard-photo-type",
     ),
     R(
         SSM,
         {"DYNAMICVCARD": vcard(PHOTOURL="p.png")},
-        "dynamic_vcard.photourl",
+        "dynamic_vcard.photo_url",
         "E1502",
         id="vcard-photo-relative",
     ),
