@@ -39,8 +39,8 @@ from .errors import (
 from .journal import CLAIMED, FINAL, UNKNOWN, Journal, ResumeState
 from .models import SendResult
 from .outcomes import Outcome, Progress, ResultBatch
-from .recipients import Recipient, RowError
 from .params import check_names, to_fields
+from .recipients import Recipient, RowError
 from .template import SavedMmsTemplate
 from .transport import FORM_CONTENT_TYPE, HttpRequest
 from .validation import normalize_number, validate_request
@@ -177,7 +177,10 @@ class BulkRun:
 
     def __repr__(self) -> str:
         c = self._counts
-        return f"<BulkRun done={c.done} sent={c.sent} failed={c.failed} unknown={c.unknown} in_flight={c.in_flight}>"
+        return (
+            f"<BulkRun done={c.done} sent={c.sent} failed={c.failed} "
+            f"unknown={c.unknown} in_flight={c.in_flight}>"
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -216,7 +219,9 @@ class BulkRun:
                 setattr(self._counts, status, count)
             self._delivered = self._state.acked
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if exc_type is None:
+            self._ack()  # left the loop cleanly: the last batch was handled
         self.stop()
         await self._shutdown()
 

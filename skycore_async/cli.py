@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -61,10 +62,8 @@ def _run_emulator(args: argparse.Namespace) -> int:
     settings.quota = args.quota
     settings.latency = args.latency
     settings.postback_url = args.postback_url
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.host, args.port, settings, templates=args.template))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

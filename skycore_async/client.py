@@ -23,7 +23,6 @@ from .bulk import BulkMessage, BulkRun, RecipientInput
 from .config import Limits, RetryPolicy, Timeouts
 from .errors import ClientStateError, SkycoreError, ThrottledError, ValidationError
 from .fields import ApiRequest, Dialect, Method
-from .outcomes import Progress
 from .models import (
     CampaignSendResult,
     CustomText,
@@ -33,6 +32,8 @@ from .models import (
     SendResult,
     Slide,
 )
+from .outcomes import Progress
+from .params import to_fields
 from .protocol import (
     ApiResponse,
     decode_response,
@@ -44,7 +45,6 @@ from .protocol import (
 from .retry import RetryEvent, decide
 from .throttle import Throttle, ThrottleEvent
 from .transport import FORM_CONTENT_TYPE, AiohttpTransport, HttpRequest, Transport
-from .params import to_fields
 from .validation import validate_request
 
 __all__ = ["DEFAULT_BASE_URL", "SkycoreClient"]

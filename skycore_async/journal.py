@@ -32,7 +32,7 @@ from typing import Any, Final
 import attrs
 import orjson
 
-from .outcomes import Outcome
+from .outcomes import STATUSES, Outcome
 
 __all__ = ["Journal", "JournalMismatchError", "ResumeState"]
 
@@ -64,9 +64,7 @@ class ResumeState:
     status: bytearray = attrs.field(factory=bytearray)
     claimed_to: dict[int, str] = attrs.field(factory=dict)
     unacked: list[Outcome] = attrs.field(factory=list)
-    counts: dict[str, int] = attrs.field(
-        factory=lambda: dict.fromkeys(("sent", "failed", "unknown", "skipped"), 0)
-    )
+    counts: dict[str, int] = attrs.field(factory=lambda: dict.fromkeys(STATUSES, 0))
     done_lines: int = 0
     acked: int = 0
 
@@ -94,7 +92,7 @@ class Journal:
         self.done_lines = 0
 
     def __repr__(self) -> str:
-        return f"<Journal {str(self._path)!r} done_lines={self.done_lines} pending={len(self._pending)}>"
+        return f"<Journal {str(self._path)!r} done_lines={self.done_lines}>"
 
     @classmethod
     def open(

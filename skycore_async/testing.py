@@ -110,6 +110,8 @@ _XML_HEADERS: Final = {"Content-Type": "text/xml; charset=utf-8"}
 _DECLARATION: Final = '<?xml version="1.0" encoding="UTF-8"?>\n'
 _ACCEPTED_DETAILS: Final = "MMS request accepted and queued for delivery"
 _DTD: Final = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# Characters XML 1.0 cannot carry; echoed request text is cleaned of them.
+_XML_BAD: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _OPERATORS: Final = ("0001570", "0001890", "0001000", "0001012")
 _HANDSETS: Final = ("motol7c", "iphone12", "samsungs21")
 _HTML_502: Final = (
@@ -628,8 +630,8 @@ class Emulator:
         except _Reject as reject:
             fields = [("STATUS", "Failure"), ("ERRORCODE", reject.code)]
             if to is not None:
-                fields.append(("TO", to))
-            fields.append(("ERRORINFO", reject.info))
+                fields.append(("TO", _XML_BAD.sub("\ufffd", to)))
+            fields.append(("ERRORINFO", _XML_BAD.sub("\ufffd", reject.info)))
             return _Answer(fields, dialect, reject.code)
 
     def _admit(self, request: ApiRequest, dialect: Dialect) -> None:

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import socket
 import warnings
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -391,7 +390,7 @@ async def test_hyphenated_dialect_requires_service_id_and_fallback() -> None:
     """The hyphenated dialect's mandatory fields are enforced locally (E627, E622)."""
     transport = MockTransport(_refuse)
     async with SkycoreClient(api_key="k", transport=transport, dialect="hyphenated") as client:
-        with pytest.raises(ValidationError, match="E627|E622"):
+        with pytest.raises(ValidationError, match=r"E627|E622"):
             await client.send_saved_mms(to="16501234123", mms_id=1, from_="1")
 
 
@@ -451,12 +450,12 @@ async def test_transient_error_then_success(client: SkycoreClient, emulator: Emu
 
 
 @pytest.fixture
-async def closed_port() -> AsyncIterator[int]:
+def closed_port() -> int:
     """A 127.0.0.1 port with nothing listening."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    yield port
+        port: int = sock.getsockname()[1]
+    return port
 
 
 async def test_connection_refused_is_retried_and_is_a_connect_error(closed_port: int) -> None:

@@ -362,6 +362,15 @@ async def test_validation_error_echoes_to(emu: Emulator, http: aiohttp.ClientSes
     assert reply.get("TO") is None
 
 
+async def test_failure_echo_is_valid_xml(emu: Emulator, http: aiohttp.ClientSession) -> None:
+    """Control characters in an echoed GET value do not break the XML reply."""
+    params = {"action": "send\x01", "api_key": "test-key", "to": "1555\x00"}
+    async with http.get(emu.url, params=params) as response:
+        reply = decode_response(await response.read())
+    assert reply.get("ERRORCODE") == "E101"
+    assert reply.get("TO") == "1555\ufffd"
+
+
 async def test_unknown_template_is_e241(emu: Emulator, http: aiohttp.ClientSession) -> None:
     """Sending a template that does not exist is E241."""
     reply = await call(http, emu, "sendSavedMMS", send_fields("4242"))
