@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import orjson
 
+from .bulkcli import add_bulk_command
 from .client import DEFAULT_BASE_URL, SkycoreClient
 from .errors import SkycoreError
 
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     _add_emulator(commands)
     _add_send(commands)
+    add_bulk_command(commands)
     return parser
 
 

@@ -113,6 +113,11 @@ class AiohttpTransport:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._pool_size, ssl=self._ssl)  # type: ignore[arg-type]
             self._session = aiohttp.ClientSession(connector=connector, auto_decompress=True)
+            # aiohttp silently resends a GET once when a kept-alive connection drops. A GET
+            # send is not idempotent here (no idempotency key): a resend may text someone
+            # twice, so retries stay the retry policy's decision alone.
+            if hasattr(self._session, "_retry_connection"):
+                self._session._retry_connection = False
         return self._session
 
     async def send(

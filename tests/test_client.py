@@ -405,6 +405,18 @@ async def test_ambiguous_drop_is_not_retried(client: SkycoreClient, emulator: Em
     assert emulator.duplicate_recipients() == {}
 
 
+@pytest.mark.parametrize("method", ["xml", "get"])
+async def test_dropped_answer_is_sent_once_in_both_methods(emulator: Emulator, method: str) -> None:
+    """Neither the retry policy nor aiohttp's own reconnect resends a dropped GET or POST."""
+    emulator.settings.drop_after_accept = 1.0
+    async with make_client(emulator, method=method) as client:
+        for n in range(3):
+            with pytest.raises(ConnectionLostError):
+                await client.send_saved_mms(to=f"1650123400{n}", mms_id=35674, from_="60856")
+    assert len(emulator.accepted) == 3
+    assert emulator.duplicate_recipients() == {}
+
+
 async def test_ambiguous_drop_is_retried_when_opted_in(
     client: SkycoreClient, emulator: Emulator
 ) -> None:
