@@ -28,7 +28,7 @@ from .errors import SkycoreError
 from .outcomes import Progress, ResultBatch
 from .recipients import read_recipients
 
-__all__ = ["add_bulk_command"]
+__all__ = ["ProgressPrinter", "add_bulk_command"]
 
 EXIT_INTERRUPTED = 130
 EXIT_FATAL = 2
@@ -85,7 +85,7 @@ async def _bulk(args: argparse.Namespace, key: str, journal: Path) -> int:
     }
     message = BulkMessage.saved_mms(mms_id=args.mms_id, from_=args.from_, **shared)
     written = _indices_in(args.out) if args.resume else bytearray()
-    display = _Display(sys.stderr)
+    display = ProgressPrinter(sys.stderr)
     async with SkycoreClient(
         api_key=key, base_url=base_url, limits=limits, dialect=args.dialect
     ) as client:
@@ -175,7 +175,7 @@ def _resume_command() -> str:
     return shlex.join(argv)
 
 
-class _Display:
+class ProgressPrinter:
     """A progress bar on a terminal; plain periodic lines otherwise."""
 
     def __init__(self, stream: IO[str]) -> None:
