@@ -55,7 +55,8 @@ async def main(out: Path, count: int, rate: float) -> int:
                 slides=[Slide(text="Hello {$first_name|there}, 20% off this week!", image="https://example.com/sale.png")],
             )  # fmt: skip
             print(
-                f"saved template {template.mms_id}; sending to {count + 3} recipients at {rate:.0f}/s",
+                f"saved template {template.mms_id}; "
+                f"sending to {count + 3} recipients at {rate:.0f}/s",
                 file=sys.stderr,
             )
             message = BulkMessage.saved_mms(mms_id=template.mms_id, from_="60856")

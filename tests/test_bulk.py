@@ -136,11 +136,15 @@ async def test_ambiguous_failures_are_unknown(client: SkycoreClient, emulator: E
 async def test_fatal_error_stops_the_run_after_flushing(emulator: Emulator, tmp_path: Path) -> None:
     """A wrong key stops the run, delivers what completed, then raises AuthenticationError."""
     seen: list[Outcome] = []
+
+    async def consume(client: SkycoreClient) -> None:
+        async with client.send_bulk(MESSAGE, numbers(1000), journal=tmp_path / "j") as run:
+            async for batch in run:
+                seen.extend(batch.outcomes)
+
     async with make_client(emulator, api_key="bad-key") as client:
         with pytest.raises(AuthenticationError):
-            async with client.send_bulk(MESSAGE, numbers(1000), journal=tmp_path / "j") as run:
-                async for batch in run:
-                    seen.extend(batch.outcomes)
+            await consume(client)
     assert seen
     assert len(seen) < 1000
     assert all(o.error_code == "E104" for o in seen)
@@ -158,13 +162,13 @@ async def test_backpressure_bounds_how_far_input_is_read(emulator: Emulator) -> 
             read += 1
             yield number
 
-    async with make_client(emulator, throttle=Throttle.testing()) as client:
-        async with client.send_bulk(MESSAGE, source(), concurrency=4, batch_size=10) as run:
-            async for _batch in run:
-                done = run.progress.done
-                assert read <= done + 2 * 4 + 4 + 10 + 1
-                if done >= 100:
-                    break
+    client = make_client(emulator)
+    async with client, client.send_bulk(MESSAGE, source(), concurrency=4, batch_size=10) as run:
+        async for _batch in run:
+            done = run.progress.done
+            assert read <= done + 2 * 4 + 4 + 10 + 1
+            if done >= 100:
+                break
     assert read < 200
 
 

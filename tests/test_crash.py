@@ -77,7 +77,8 @@ async def test_sigkill_at_several_points_then_resume(tmp_path: Path, seed: int) 
     for record in results:
         times = accepted[record["to"]]
         if record["status"] == "sent":
-            assert times == 1 and record["tracking_id"] in tracking, record
+            assert times == 1, record
+            assert record["tracking_id"] in tracking, record
         elif record["status"] == "unknown":
             assert times <= 1, record
         else:
