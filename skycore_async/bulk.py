@@ -36,8 +36,7 @@ from .errors import (
     SkycoreError,
     ValidationError,
 )
-from .journal import CLAIMED, FINAL, UNKNOWN, Journal, ResumeState
-from .models import SendResult
+from .journal import CLAIMED, FINAL, NEW, UNKNOWN, Journal, ResumeState
 from .outcomes import Outcome, Progress, ResultBatch
 from .params import check_names, to_fields
 from .recipients import Recipient, RowError
@@ -53,6 +52,7 @@ __all__ = ["BulkMessage", "BulkRun"]
 log = logging.getLogger("skycore_async")
 
 _END: Final = object()
+_FORM_HEADERS: Final = {"Content-Type": FORM_CONTENT_TYPE}
 RecipientInput = Iterable[str | Recipient | RowError] | AsyncIterable[str | Recipient | RowError]
 
 
@@ -164,7 +164,10 @@ class BulkRun:
         self._batch_number = 0
         self._delivered = 0
         self._emit_lock = asyncio.Lock()
-        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=2 * self._concurrency)
+        self._sync_input = iter(recipients) if not isinstance(recipients, AsyncIterable) else None
+        self._async_input = aiter(recipients) if isinstance(recipients, AsyncIterable) else None
+        self._input_lock = asyncio.Lock()
+        self._next_index = 0
         self._out: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -189,12 +192,7 @@ class BulkRun:
         loop = asyncio.get_running_loop()
         self._started_at = loop.time()
         self._recent.append((self._started_at, 0))
-        self._tasks = [asyncio.create_task(self._produce(), name="skycore-bulk-producer")]
-        self._tasks += [
-            asyncio.create_task(self._work(), name=f"skycore-bulk-worker-{n}")
-            for n in range(self._concurrency)
-        ]
-        self._tasks.append(asyncio.create_task(self._tick(), name="skycore-bulk-ticker"))
+        self._tasks = [asyncio.create_task(self._tick(), name="skycore-bulk-ticker")]
         self._supervisor = asyncio.create_task(self._supervise(), name="skycore-bulk-supervisor")
         return self
 
@@ -247,11 +245,15 @@ class BulkRun:
             self._journal.close()
 
     async def _supervise(self) -> None:
-        """Wait for producer and workers, then flush the last batch and end the stream."""
-        producer, workers, ticker = self._tasks[0], self._tasks[1:-1], self._tasks[-1]
-        await asyncio.gather(producer, return_exceptions=True)
+        """Replay undelivered outcomes, run the workers, then flush and end the stream."""
+        await self._replay_unacked()  # before any new outcome exists: keeps journal order
+        workers = [
+            asyncio.create_task(self._work(), name=f"skycore-bulk-worker-{n}")
+            for n in range(self._concurrency)
+        ]
+        self._tasks += workers
         await asyncio.gather(*workers, return_exceptions=True)
-        ticker.cancel()
+        self._tasks[0].cancel()  # the ticker
         await self._emit()
         if self._journal is not None:
             self._journal.flush()
@@ -297,100 +299,101 @@ class BulkRun:
         """True once every recipient has an outcome and the last batch was delivered."""
         return self._finished
 
-    # ------------------------------------------------------------------ producer
+    # ------------------------------------------------------------------ input and workers
 
-    async def _produce(self) -> None:
-        index = 0
+    # Workers pull from one shared input instead of a producer filling a queue: read-ahead is
+    # bounded by the worker count, memory stays O(concurrency), and each recipient costs no
+    # queue hand-off. An async input is read under a lock (async generators are not
+    # re-entrant); a sync one needs none, since next() never yields to the loop.
+
+    async def _next(self) -> tuple[int, Any] | None:
+        """The next (index, item) of the input, or None when it is exhausted or stopping."""
+        if self._stopping.is_set():
+            return None
         try:
-            await self._replay_unacked()
-            async for item in _aiter(self._recipients):
-                if self._stopping.is_set():
-                    break
-                await self._admit(index, item)
-                index += 1
+            if self._sync_input is not None:
+                item = next(self._sync_input)
+            else:
+                async with self._input_lock:
+                    item = await anext(self._async_input)  # type: ignore[arg-type]
+        except (StopIteration, StopAsyncIteration):
+            return None
         except Exception as exc:  # the input itself failed: stop, flush, then raise it
-            log.error("reading recipients failed at index %d: %r", index, exc)
+            log.error("reading recipients failed at index %d: %r", self._next_index, exc)
             self._fatal = self._fatal or exc
             self._stopping.set()
-        finally:
-            for _ in range(self._concurrency):
-                await self._queue.put(_END)
-
-    async def _admit(self, index: int, item: str | Recipient | RowError) -> None:
-        """Decide what to do with one input item: skip, report, or queue it for sending."""
-        state = self._state.state_of(index)
-        if isinstance(item, RowError):
-            if state == 0:
-                await self._complete(
-                    Outcome(
-                        index,
-                        item.to or "",
-                        "failed",
-                        error_code="ROW",
-                        error_info=f"line {item.line}: {item.reason}",
-                    )
-                )
-            return
-        recipient = item if isinstance(item, Recipient) else Recipient(to=str(item))
-        try:
-            number = normalize_number(recipient.to)
-        except ValidationError as exc:
-            if state == 0:
-                await self._complete(_failed(index, recipient, exc))
-            return
-        first = self._dedupe.add(number) if self._dedupe is not None else True
-        if state == FINAL or (state == UNKNOWN and not self._resend_unknown):
-            return  # reported by an earlier run
-        if state == CLAIMED and not self._resend_unknown:
-            info = "the run stopped while this request was in flight; it may have been delivered"
-            await self._complete(
-                Outcome(
-                    index,
-                    number,
-                    "unknown",
-                    error_code="INTERRUPTED",
-                    error_info=info,
-                    attempts=1,
-                    client_reference=recipient.client_reference,
-                )
-            )
-            return
-        if not first and state == 0:
-            await self._complete(
-                Outcome(
-                    index,
-                    number,
-                    "skipped",
-                    error_code="DUPLICATE",
-                    error_info="number already in this run",
-                    client_reference=recipient.client_reference,
-                )
-            )
-            return
-        await self._queue.put((index, number, recipient))
-
-    # ------------------------------------------------------------------ workers
+            return None
+        index = self._next_index
+        self._next_index += 1
+        return index, item
 
     async def _work(self) -> None:
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                return
-            if self._stopping.is_set():
-                continue  # drain without sending: never claimed, so a resume sends them
-            index, number, recipient = item
+        while (entry := await self._next()) is not None:
+            index, item = entry
+            decided = self._admit(index, item)
+            if decided is None:
+                continue  # reported by an earlier run
+            if isinstance(decided, Outcome):
+                await self._complete(decided)
+                continue
             self._counts.in_flight += 1
             try:
-                outcome = await self._send(index, number, recipient)
+                outcome = await self._send(index, *decided)
             finally:
                 self._counts.in_flight -= 1
             await self._complete(outcome)
 
-    async def _send(self, index: int, number: str, recipient: Recipient) -> Outcome:
+    def _admit(
+        self, index: int, item: str | Recipient | RowError
+    ) -> Outcome | tuple[str, Recipient | None] | None:
+        """Decide one input item: an immediate outcome, (number, recipient) to send, or None."""
+        state = self._state.state_of(index) if self._state.status else NEW
+        if isinstance(item, RowError):
+            info = f"line {item.line}: {item.reason}"
+            return (
+                Outcome(index, item.to or "", "failed", error_code="ROW", error_info=info)
+                if state == NEW
+                else None
+            )
+        recipient = item if isinstance(item, Recipient) else None
+        reference = recipient.client_reference if recipient is not None else None
+        try:
+            number = normalize_number(recipient.to if recipient is not None else str(item))
+        except ValidationError as exc:
+            raw = recipient.to if recipient is not None else str(item)
+            return _failed(index, raw, reference, exc) if state == NEW else None
+        first = self._dedupe.add(number) if self._dedupe is not None else True
+        if state == FINAL or (state == UNKNOWN and not self._resend_unknown):
+            return None
+        if state == CLAIMED and not self._resend_unknown:
+            info = "the run stopped while this request was in flight; it may have been delivered"
+            return Outcome(
+                index,
+                number,
+                "unknown",
+                error_code="INTERRUPTED",
+                error_info=info,
+                attempts=1,
+                client_reference=reference,
+            )
+        if not first and state == NEW:
+            info = "number already in this run"
+            return Outcome(
+                index,
+                number,
+                "skipped",
+                error_code="DUPLICATE",
+                error_info=info,
+                client_reference=reference,
+            )
+        return number, recipient
+
+    async def _send(self, index: int, number: str, recipient: Recipient | None) -> Outcome:
+        reference = recipient.client_reference if recipient is not None else None
         try:
             http = self._encode(number, recipient)
         except ValidationError as exc:
-            return _failed(index, recipient, exc, number)
+            return _failed(index, number, reference, exc)
         journal = self._journal
         before_send = (lambda: journal.claim(index, number)) if journal is not None else None
         try:
@@ -399,24 +402,24 @@ class BulkRun:
             if exc.fatal and self._fatal is None:
                 self._fatal = exc
                 self._stopping.set()
-            return _from_error(index, number, recipient, exc)
-        result = SendResult.from_reply(reply, attempts)
+            return _from_error(index, number, reference, exc)
+        tracking_id = reply.fields.get("TRACKINGID") or None
         return Outcome(
             index,
             number,
             "sent",
-            tracking_id=result.tracking_id,
+            tracking_id=tracking_id,
             attempts=attempts,
-            client_reference=recipient.client_reference,
+            client_reference=reference,
         )
 
-    def _encode(self, number: str, recipient: Recipient) -> HttpRequest:
-        if self._template is not None and recipient.is_plain:
+    def _encode(self, number: str, recipient: Recipient | None) -> HttpRequest:
+        if self._template is not None and (recipient is None or recipient.is_plain):
             return HttpRequest(
                 "POST",
                 self._client.base_url,
                 body=self._template.body(number),
-                headers={"Content-Type": FORM_CONTENT_TYPE},
+                headers=_FORM_HEADERS,
                 action="sendSavedMMS",
             )
         kwargs = {"to": number, **self._message.send_kwargs(recipient)}
@@ -515,27 +518,11 @@ def _len_or_none(value: object) -> int | None:
         return None
 
 
-async def _aiter(items: RecipientInput) -> Any:
-    if isinstance(items, AsyncIterable):
-        async for item in items:
-            yield item
-    else:
-        for item in items:
-            yield item
-
-
-def _failed(
-    index: int, recipient: Recipient, error: ValidationError, number: str | None = None
-) -> Outcome:
+def _failed(index: int, raw: str, reference: str | None, error: ValidationError) -> Outcome:
     return Outcome(
-        index,
-        number or recipient.to,
-        "failed",
-        error_code=error.code,
-        error_info=error.message,
-        attempts=0,
-        client_reference=recipient.client_reference,
-    )
+        index, raw, "failed", error_code=error.code, error_info=error.message,
+        attempts=0, client_reference=reference,
+    )  # fmt: skip
 
 
 _LOCAL_CODES: Final[tuple[tuple[type[SkycoreError], str], ...]] = (
@@ -546,7 +533,7 @@ _LOCAL_CODES: Final[tuple[tuple[type[SkycoreError], str], ...]] = (
 )
 
 
-def _from_error(index: int, number: str, recipient: Recipient, error: SkycoreError) -> Outcome:
+def _from_error(index: int, number: str, reference: str | None, error: SkycoreError) -> Outcome:
     if isinstance(error, ApiError | ValidationError):
         code = error.code
         info = error.info if isinstance(error, ApiError) else error.message
@@ -560,5 +547,5 @@ def _from_error(index: int, number: str, recipient: Recipient, error: SkycoreErr
         error_code=code,
         error_info=info or str(error),
         attempts=error.attempts,
-        client_reference=recipient.client_reference,
+        client_reference=reference,
     )

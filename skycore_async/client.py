@@ -21,7 +21,13 @@ import attrs
 
 from .bulk import BulkMessage, BulkRun, RecipientInput
 from .config import Limits, RetryPolicy, Timeouts
-from .errors import ClientStateError, SkycoreError, ThrottledError, ValidationError
+from .errors import (
+    ClientStateError,
+    QuotaExceededError,
+    SkycoreError,
+    ThrottledError,
+    ValidationError,
+)
 from .fields import ApiRequest, Dialect, Method
 from .models import (
     CampaignSendResult,
@@ -42,7 +48,7 @@ from .protocol import (
     has_get_form,
     raise_for_failure,
 )
-from .retry import RetryEvent, decide
+from .retry import Decision, RetryEvent, decide
 from .throttle import Throttle, ThrottleEvent
 from .transport import FORM_CONTENT_TYPE, AiohttpTransport, HttpRequest, Transport
 from .validation import validate_request
@@ -487,39 +493,48 @@ class SkycoreClient:
         Returns the successful reply and the number of attempts; raises the last error
         (with ``error.attempts`` set) when the policy gives up.
         """
+        try:  # the common case first: one attempt, no bookkeeping
+            return await self._attempt(http, before_send), 1
+        except SkycoreError as error:
+            first_error = error
+        return await self._retry_after(http, before_send, first_error)
+
+    async def _retry_after(
+        self, http: HttpRequest, before_send: Callable[[], None] | None, error: SkycoreError
+    ) -> tuple[ApiResponse, int]:
+        """The retry loop, entered after a first failed attempt."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        errors = throttles = 0
+        errors = throttles = quota_retries = 0
         while True:
+            error.attempts = errors + throttles + 1
+            pause = 0.0
+            if isinstance(error, ThrottledError):
+                pause = self._throttle.on_throttled(http.action, error)
+            decision = decide(
+                error,
+                attempt=errors + 1,
+                throttle_attempt=throttles + 1,
+                elapsed=loop.time() - started,
+                policy=self._retry,
+                pause=pause,
+                quota_retry=self._limits.quota_cooldown is not None and quota_retries == 0,
+            )
+            if not decision.retry:
+                raise error
+            if isinstance(error, QuotaExceededError):
+                quota_retries += 1
+            if decision.kind == "throttle":
+                throttles += 1
+            else:
+                errors += 1
+            self._notify_retry(http.action, error, decision, pause)
+            if decision.wait > 0:
+                await asyncio.sleep(decision.wait)
             try:
                 return await self._attempt(http, before_send), errors + throttles + 1
-            except SkycoreError as error:
-                error.attempts = errors + throttles + 1
-                if isinstance(error, ThrottledError):
-                    self._throttle.on_throttled(http.action, error)
-                decision = decide(
-                    error,
-                    attempt=errors + 1,
-                    throttle_attempt=throttles + 1,
-                    elapsed=loop.time() - started,
-                    policy=self._retry,
-                )
-                if not decision.retry:
-                    raise
-                if decision.kind == "throttle":
-                    throttles += 1
-                else:
-                    errors += 1
-                self._notify_retry(
-                    http.action,
-                    error,
-                    decision.reason,
-                    decision.kind,
-                    decision.wait,
-                    error.attempts,
-                )
-                if decision.wait > 0:
-                    await asyncio.sleep(decision.wait)
+            except SkycoreError as next_error:
+                error = next_error
 
     async def _attempt(
         self, http: HttpRequest, before_send: Callable[[], None] | None
@@ -535,26 +550,16 @@ class SkycoreClient:
         return reply
 
     def _notify_retry(
-        self, action: str, error: SkycoreError, reason: str, kind: str, wait: float, attempt: int
+        self, action: str, error: SkycoreError, decision: Decision, pause: float
     ) -> None:
         self._throttle.on_retry(action)
         log.debug(
             "retrying %s after %s (%s), wait %.3fs, attempt %d",
-            action,
-            type(error).__name__,
-            reason,
-            wait,
-            attempt,
-        )
+            action, type(error).__name__, decision.reason, decision.wait, error.attempts,
+        )  # fmt: skip
         if self._on_retry is not None:
-            self._on_retry(
-                RetryEvent(
-                    action=action,
-                    reason=reason,
-                    code=getattr(error, "code", None),
-                    wait=wait,
-                    attempt=attempt,
-                    kind=kind,  # type: ignore[arg-type]
-                    rate=self._throttle.current_rate(action),
-                )
-            )
+            event = RetryEvent.from_decision(
+                decision, error, action=action, attempt=error.attempts,
+                rate=self._throttle.current_rate(action), pause=pause,
+            )  # fmt: skip
+            self._on_retry(event)

@@ -228,7 +228,10 @@ class Notification:
     then the element text or else its ``TEXT`` attribute. ``notification_id`` and ``created``
     come from the legacy ``ID``/``CREATED`` attributes. ``extra`` keeps every other leaf field
     (canonical name to text), including a ``TIMESTAMP``/``CREATED`` that could not be parsed.
-    ``raw`` is the XML of this notification; it takes no part in equality.
+    ``raw`` is the XML of this notification; it takes no part in equality or repr.
+
+    Frozen and slotted; the two mappings are copied on construction and left out of the
+    hash (equal notifications still hash equal).
     """
 
     origin: str = attrs.field(converter=_normalize_code)
@@ -618,7 +621,8 @@ def encode_notification(n: Notification, dialect: EncodeDialect = "skycore") -> 
     An ``extra`` ``TIMESTAMP`` is written only when ``timestamp`` is None.
 
     Raises ValueError for an empty code, text XML cannot carry, or ``extra`` keys that are
-    not canonical names or that name a typed field.
+    not canonical names or that name a typed field. Decoding strips leading and trailing
+    XML whitespace, so ``decode(encode(n)) == [n]`` holds for texts without it.
     """
     if dialect not in ("skycore", "hyphenated", "legacy"):
         raise ValueError(f"unknown postback dialect {dialect!r}")
@@ -663,9 +667,8 @@ def _leaves(n: Notification, dialect: EncodeDialect) -> dict[str, Any]:
     pass_code = n.origin == "GENERATE_PASS" and "STATUSCODE" not in n.extra
     leaves: dict[str, Any] = {"ORIGIN": n.origin, "STATUSCODE" if pass_code else "CODE": n.code}
     for name, attr in _TEXT_FIELDS.items():
-        value = getattr(n, attr)
-        if value is not None or (name == "STATUS" and n.status_attributes):
-            leaves[name] = value
+        if getattr(n, attr) is not None:
+            leaves[name] = getattr(n, attr)
     if n.status_attributes:
         leaves["STATUS"] = _status_element(n, dialect)
     if n.timestamp is not None:

@@ -32,6 +32,7 @@ costs one semaphore acquire and a few comparisons: no timer, no task, no ``sleep
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 from collections import deque
@@ -181,8 +182,9 @@ class _Meter:
         self.ends_at = end
 
 
-#: A waiter: (future resolved with its slot time when released, arrival time).
-_Entry: TypeAlias = tuple[asyncio.Future[float], float]
+#: A waiter: (future resolved with its slot time when released, arrival time, ticket).
+#: The ticket orders waiters that arrive at the same loop time.
+_Entry: TypeAlias = tuple[asyncio.Future[float], float, int]
 
 
 @attrs.define
@@ -241,6 +243,8 @@ class _Slot:
 class Throttle:
     """The shared throttle: one per client, used by every call and every bulk worker.
 
+    It binds to the event loop that first uses it; use one throttle per loop.
+
     Args:
         limits: rates, burst, concurrency and the adaptive parameters.
         on_throttle: called with a :class:`ThrottleEvent` from :meth:`on_throttled`.
@@ -271,6 +275,9 @@ class Throttle:
     _sent: int = attrs.field(init=False, default=0)
     _throttled: int = attrs.field(init=False, default=0)
     _retried: int = attrs.field(init=False, default=0)
+    _tickets: Callable[[], int] = attrs.field(
+        init=False, factory=lambda: itertools.count().__next__
+    )
 
     def __attrs_post_init__(self) -> None:
         limits = self._limits
@@ -321,7 +328,9 @@ class Throttle:
 
     def _admit_now(self, action: str) -> Permit | None:
         """The hot path: grant at once if nobody of this action waits and all gates are open."""
-        loop = self._loop or self._bind()
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._check_loop()
         state = self._actions.get(action) or self._action(action)
         now = loop.time()
         if state.queue or now < self._paused_until:
@@ -336,12 +345,12 @@ class Throttle:
 
     async def _admit_later(self, action: str) -> Permit:
         """Queue behind the gates; the timer callback releases waiters in order."""
-        loop = self._loop or self._bind()
+        loop = self._check_loop()
         state = self._actions[action]
-        arrival = loop.time()
+        arrival, ticket = loop.time(), self._tickets()
         front = False
         while True:
-            entry: _Entry = (loop.create_future(), arrival)
+            entry: _Entry = (loop.create_future(), arrival, ticket)
             if front:
                 state.queue.appendleft(entry)
             else:
@@ -382,7 +391,7 @@ class Throttle:
 
     def _schedule(self, now: float) -> None:
         """Arm the single timer for the next waiter that can go (never closer than 1 ms)."""
-        wake = min((ready for _state, ready, _arrival in self._heads()), default=math.inf)
+        wake = min((ready for _state, ready, _ticket in self._heads()), default=math.inf)
         if wake == math.inf:
             return
         when = max(wake, now + _MIN_SLEEP)
@@ -394,17 +403,17 @@ class Throttle:
         self._timer = self._loop.call_at(when, self._release)
         self._timer_at = when
 
-    def _heads(self) -> list[tuple[_Action, float, float]]:
-        """(state, ready time, arrival) for the live head of every non-empty queue."""
-        heads: list[tuple[_Action, float, float]] = []
+    def _heads(self) -> list[tuple[_Action, float, int]]:
+        """(state, ready time, ticket) for the live head of every non-empty queue."""
+        heads: list[tuple[_Action, float, int]] = []
         for state in self._actions.values():
             queue = state.queue
             while queue and queue[0][0].done():  # cancelled before it was released
                 queue.popleft()
                 self._waiting -= 1
             if queue:
-                arrival = queue[0][1]
-                heads.append((state, max(self._earliest(state), arrival), arrival))
+                _future, arrival, ticket = queue[0]
+                heads.append((state, max(self._earliest(state), arrival), ticket))
         return heads
 
     def _release(self) -> None:
@@ -413,23 +422,42 @@ class Throttle:
         assert self._loop is not None
         now = self._loop.time()
         while True:
-            ready = [(slot, arrival, state) for state, slot, arrival in self._heads()]
+            ready = [(slot, ticket, state) for state, slot, ticket in self._heads()]
             ready = [item for item in ready if item[0] <= now]
             if not ready:
                 break
-            slot, _arrival, state = min(ready, key=lambda item: item[:2])
-            future, _ = state.queue.popleft()
+            slot, _ticket, state = min(ready, key=lambda item: item[:2])
+            future = state.queue.popleft()[0]
             self._waiting -= 1
             self._consume(state, slot, now)
             future.set_result(slot)  # the waiter runs on the next loop iteration, in order
         self._schedule(now)
 
-    def _bind(self) -> asyncio.AbstractEventLoop:
-        self._loop = asyncio.get_running_loop()
-        return self._loop
+    def _check_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop: bind on first use, rebind if the bound one was closed."""
+        running = asyncio.get_running_loop()
+        if running is self._loop:
+            return running
+        if self._loop is not None:
+            if not self._loop.is_closed():
+                raise RuntimeError(
+                    "this Throttle is in use on another event loop; use one per loop"
+                )
+            self._forget_loop()
+        self._loop = running
+        return running
+
+    def _forget_loop(self) -> None:
+        """Drop what belonged to a closed loop: its timer, its waiters, the guard's state."""
+        self._timer, self._timer_at = None, math.inf
+        for state in self._actions.values():  # waiters of a closed loop can never resume
+            state.queue.clear()
+        self._waiting = 0
+        if self._ceiling is not None:
+            self._ceiling = AsyncLimiter(self._ceiling.max_rate, self._ceiling.time_period)
 
     def _now(self) -> float:
-        return (self._loop or self._bind()).time()
+        return (self._loop or self._check_loop()).time()
 
     def _action(self, action: str) -> _Action:
         limits = self._limits

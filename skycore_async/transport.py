@@ -103,6 +103,7 @@ class AiohttpTransport:
         self._max_bytes = max_response_bytes
         self._ssl = ssl
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}
 
     def __repr__(self) -> str:
         state = "open" if self._session and not self._session.closed else "idle"
@@ -124,8 +125,13 @@ class AiohttpTransport:
         self, request: HttpRequest, *, connect_timeout: float, read_timeout: float
     ) -> HttpResponse:
         """Send ``request``; map aiohttp's failures into the library's errors."""
-        timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
-        started = time.perf_counter()
+        timeout = self._timeouts.get((connect_timeout, read_timeout))
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(
+                total=None, connect=connect_timeout, sock_read=read_timeout
+            )
+            self._timeouts[(connect_timeout, read_timeout)] = timeout
+        started = time.perf_counter() if log.isEnabledFor(logging.DEBUG) else 0.0
         try:
             async with self._get_session().request(
                 request.method,
@@ -140,13 +146,9 @@ class AiohttpTransport:
             raise
         except Exception as exc:
             raise _translate(exc, request) from exc
-        log.debug(
-            "HTTP %s %s -> %d (%.1f ms)",
-            request.method,
-            request.action,
-            status,
-            (time.perf_counter() - started) * 1000,
-        )
+        if started:
+            elapsed = (time.perf_counter() - started) * 1000
+            log.debug("HTTP %s %s -> %d (%.1f ms)", request.method, request.action, status, elapsed)
         return HttpResponse(status=status, body=body, content_type=content_type)
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:

@@ -93,6 +93,14 @@ def normalize_number(raw: str) -> str:
     ``"+1 (774) 319-9144"`` becomes ``"17743199144"``. Raises ``ValidationError("to", "E110")``
     when the result is not 7 to 15 digits starting with a non-zero country code.
     """
+    if (
+        isinstance(raw, str)
+        and 7 <= len(raw) <= 15
+        and raw.isascii()
+        and raw.isdigit()
+        and raw[0] != "0"
+    ):
+        return raw  # already normalised: the bulk hot path's common case
     digits = _SEPARATORS.sub("", raw) if isinstance(raw, str) else ""
     for prefix in ("+", "00", "011"):
         if digits.startswith(prefix):

@@ -24,7 +24,7 @@ from skycore_async.config import (
 
 def test_defaults_come_from_the_named_constants() -> None:
     """The module-level constants are what the value objects default to."""
-    assert DEFAULT_TIMEOUTS == Timeouts(connect=config.CONNECT_TIMEOUT, read=config.READ_TIMEOUT)
+    assert Timeouts(connect=config.CONNECT_TIMEOUT, read=config.READ_TIMEOUT) == DEFAULT_TIMEOUTS
     assert DEFAULT_LIMITS.rate is None
     assert DEFAULT_LIMITS.burst == 1
     assert DEFAULT_LIMITS.concurrency == config.CONCURRENCY
@@ -112,7 +112,7 @@ def test_infinite_timeouts_are_allowed() -> None:
 
 def test_testing_policy_never_waits() -> None:
     """The testing policy has zero waits, keeps budgets, and accepts overrides."""
-    assert TESTING_RETRY_POLICY == RetryPolicy.testing()
+    assert RetryPolicy.testing() == TESTING_RETRY_POLICY
     assert RetryPolicy.testing(attempts=5).attempts == 5
     assert all(backoff_delay(n, TESTING_RETRY_POLICY, lambda: 1.0) == 0 for n in range(1, 50))
 

@@ -16,7 +16,7 @@ import pytest
 
 from skycore_async.testing import Emulator, EmulatorSettings
 
-RECIPIENTS = 2000
+RECIPIENTS = 3000
 
 
 def write_csv(path: Path) -> None:
@@ -60,7 +60,7 @@ async def test_sigkill_at_several_points_then_resume(tmp_path: Path, seed: int) 
         emulator.add_template(35674)
         env = {**os.environ, "SKYCORE_API_KEY": "test-key", "SKYCORE_BASE_URL": emulator.url}
         args = ["bulk", "--mms-id", "35674", "--from", "60856", "--recipients", str(csv_path),
-                "--out", str(out), "--concurrency", "16", "--batch-size", "50"]  # fmt: skip
+                "--out", str(out), "--concurrency", "8", "--batch-size", "50"]  # fmt: skip
         kills = 0
         for attempt in range(5):
             resume = ["--resume"] if attempt else []
