@@ -118,14 +118,12 @@ async def measure(url: str, count: int, rounds: int, concurrency: int) -> dict[s
 
 def report(result: dict[str, Any]) -> None:
     med = {k: statistics.median(r[k] for r in result["rounds"]) for k in result["rounds"][0]}
-    print(f"engine throughput, no rate limit, {result['count']} sends x {len(result['rounds'])} rounds, "
+    rounds, count = len(result["rounds"]), result["count"]
+    print(f"engine throughput, no rate limit, {count} sends x {rounds} rounds, "
           f"concurrency {result['concurrency']}")  # fmt: skip
-    print(
-        f"  raw aiohttp loop : {med['raw_per_s']:8.0f} sends/s  {med['raw_cpu_us']:6.1f} us CPU/send"
-    )
-    print(
-        f"  skycore-async    : {med['engine_per_s']:8.0f} sends/s  {med['engine_cpu_us']:6.1f} us CPU/send"
-    )
+    for label, key in (("raw aiohttp loop", "raw"), ("skycore-async   ", "engine")):
+        rate, cpu = med[f"{key}_per_s"], med[f"{key}_cpu_us"]
+        print(f"  {label} : {rate:8.0f} sends/s  {cpu:6.1f} us CPU/send")
     verdict = "meets" if result["ratio"] >= 0.75 else "MISSES"
     print(f"  ratio engine/raw : {result['ratio']:.2f}  ({verdict} the 0.75 target)")
 

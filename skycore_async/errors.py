@@ -298,7 +298,7 @@ E109 AccountError API not activated
 E110 RecipientError Invalid receiver number
 E111 InvalidRequestError Invalid shortcode or sender
 E112 AccountError IP not whitelisted, call rejected
-E113 ThroughputExceededError Set throughput exceeded for this API action, call rejected
+E113 ThroughputExceededError Set throughput exceeded for this API action. API call rejected.
 E114 RecipientError Phone number is blacklisted, call rejected
 E120 QuotaExceededError Account has reached the API request limit
 E150 InvalidRequestError 'newuser' required
@@ -453,6 +453,7 @@ def error_for_code(
     return cls(normalized, info, to=to, raw=raw)
 
 
+_ANCHOR = re.compile(r"\b(every|least|interval|wait)\b", re.IGNORECASE)
 _NUMBER = re.compile(r"(\d+(?:[.,]\d+)?|[.,]\d+)\s*(ms|milli\w*|s|sec\w*|min\w*)?", re.IGNORECASE)
 
 #: Bounds applied to a parsed E106 interval: a typo in the text must not stall a campaign.
@@ -467,7 +468,11 @@ def parse_interval_seconds(text: str) -> float | None:
     "every 0,5 seconds". Returns None when no number is present; clamps the result to
     [``MIN_INTERVAL_SECONDS``, ``MAX_INTERVAL_SECONDS``].
     """
-    match = _NUMBER.search(text[:500])
+    text = text[:500]
+    # Prefer the number after "every"/"least"/"interval": "API 1.3: call every 2 seconds" is 2.
+    anchor = _ANCHOR.search(text)
+    match = _NUMBER.search(text, anchor.end()) if anchor else None
+    match = match or _NUMBER.search(text)
     if match is None:
         return None
     try:

@@ -27,6 +27,7 @@ import attrs
 
 __all__ = [
     "ACTIONS",
+    "SECRET_FIELDS",
     "SLIDE_MEDIA",
     "ApiRequest",
     "Dialect",

@@ -209,7 +209,7 @@ def decode_response(body: bytes, *, status: int = 200) -> ApiResponse:
 # quarter of a regex scan, and this runs once per send.
 _TAG: Final = re.compile(rb"[A-Za-z][\w-]*\Z")
 _ROOTS: Final = (b"RESPONSE>", b"response>")
-_CANON_CACHE: dict[bytes, str] = {}
+_TAGS: dict[bytes, tuple[str, bytes]] = {}  # raw tag -> (canonical name, its closing part)
 
 
 def _fast_reply_fields(body: bytes) -> dict[str, str] | None:
@@ -221,20 +221,22 @@ def _fast_reply_fields(body: bytes) -> dict[str, str] | None:
     if root not in _ROOTS or parts[last].rstrip() != b"/" + root or (last - first) % 2 != 1:
         return None
     fields: dict[str, str] = {}
-    for i in range(first + 1, last, 2):
-        tag, found, text = parts[i].partition(b">")
-        if not found or b"&" in text or parts[i + 1].rstrip() != b"/" + tag + b">":
-            return None
-        name = _CANON_CACHE.get(tag)
-        if name is None:
-            if not _TAG.match(tag):
+    try:
+        for i in range(first + 1, last, 2):
+            tag, found, text = parts[i].partition(b">")
+            entry = _TAGS.get(tag) if found else None
+            if entry is None:
+                if not found or not _TAG.match(tag):
+                    return None
+                entry = _TAGS.setdefault(tag, (canon(tag.decode("ascii")), b"/" + tag + b">"))
+            name, close = entry
+            after = parts[i + 1]
+            if (after != close and after.rstrip() != close) or b"&" in text:
                 return None
-            name = _CANON_CACHE.setdefault(tag, canon(tag.decode("ascii")))
-        if name not in fields:
-            try:
+            if name not in fields:
                 fields[name] = text.decode("utf-8").strip()
-            except UnicodeDecodeError:
-                return None
+    except UnicodeDecodeError:
+        return None
     return fields
 
 
