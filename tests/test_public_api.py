@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from importlib.metadata import version
+from pathlib import Path
 
 import skycore_async
 
@@ -44,3 +45,31 @@ def test_python_dash_m_runs_the_cli() -> None:
     )
     for command in ("emulator", "send", "bulk"):
         assert command in result.stdout
+
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_examples_run() -> None:
+    """The examples keep working: a single send, and the user-side emulator test pattern."""
+    single = subprocess.run(
+        [sys.executable, str(EXAMPLES / "send_one.py"), "--emulator"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "accepted: tracking id" in single.stdout
+    pattern = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(EXAMPLES / "test_with_emulator.py"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert pattern.returncode == 0, pattern.stdout + pattern.stderr
