@@ -18,6 +18,7 @@ import orjson
 from .bulkcli import add_bulk_command
 from .client import DEFAULT_BASE_URL, SkycoreClient
 from .errors import SkycoreError
+from .postbackcli import add_postback_commands
 
 __all__ = ["main"]
 
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_emulator(commands)
     _add_send(commands)
     add_bulk_command(commands)
+    add_postback_commands(commands)
     return parser
 
 
