@@ -53,8 +53,11 @@ from .models import (
     SendResult,
     Slide,
 )
+from .notifications import Notification, PostbackCode, decode_notifications
 from .outcomes import Outcome, Progress, ResultBatch
+from .receiver import make_postback_app, serve_postbacks
 from .recipients import Recipient, RowError, read_csv, read_jsonl, read_recipients
+from .reconcile import Reconciler, Report, reconcile_files, render_text
 from .retry import RetryEvent
 from .throttle import Throttle, ThrottleEvent, ThrottleStats
 from .transport import HttpRequest, HttpResponse, MockTransport
@@ -89,13 +92,17 @@ __all__ = [
     "Limits",
     "MmsIdsResult",
     "MockTransport",
+    "Notification",
     "Outcome",
     "OutcomeUnknownError",
+    "PostbackCode",
     "Progress",
     "ProtocolError",
     "QuotaExceededError",
     "Recipient",
     "RecipientError",
+    "Reconciler",
+    "Report",
     "ResponseTimeoutError",
     "ResultBatch",
     "RetryEvent",
@@ -116,7 +123,12 @@ __all__ = [
     "TransportError",
     "ValidationError",
     "__version__",
+    "decode_notifications",
+    "make_postback_app",
     "read_csv",
     "read_jsonl",
     "read_recipients",
+    "reconcile_files",
+    "render_text",
+    "serve_postbacks",
 ]
