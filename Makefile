@@ -29,6 +29,14 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+## bench: every benchmark, one combined table (a few minutes; never part of `make test`)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+## bench-smoke: every benchmark in smoke mode (seconds; CI runs this so they cannot rot)
+bench-smoke: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --smoke
+
 ## emulator: run the local Skycore emulator on port 8080
 emulator: $(STAMP)
 	$(BIN)/skycore-async emulator --port 8080

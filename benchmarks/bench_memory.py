@@ -9,25 +9,30 @@ a temp dir first, streaming).
 Transport. The 1M runs use an in-process instant transport: ``MockTransport`` answering
 every request with a canned sendSavedMMS success and a unique tracking id, so that a million
 sends take about a minute instead of several. What is under test is the *engine's* memory
-(input, queue, workers, dedupe set, journal, batches), not aiohttp's; aiohttp's footprint is
+(input, workers, dedupe set, journal, batches), not aiohttp's; aiohttp's footprint is
 a constant (one session, 32 keep-alive connections), which the ``http`` variant shows by
 running the same engine against the real loopback server (``fastserver.py``) at 10k and 100k.
 ``MockTransport`` keeps every request in ``.requests`` (it is a test double); the handler
 clears that list so the double itself does not grow.
 
-    python benchmarks/bench_memory.py             # full: 10k, 100k, 1M (~3 min)
+    python benchmarks/bench_memory.py             # full: 10k, 100k, 1M (~3-5 min)
     python benchmarks/bench_memory.py --smoke     # 2k and 20k, seconds
-    python benchmarks/bench_memory.py --diagnose  # also a tracemalloc diff, 100k -> 1M
+    python benchmarks/bench_memory.py --diagnose  # also a tracemalloc diff, 100k -> 1M (+~7 min)
+
+Also printed: a baseline (a child that only imports skycore_async and aiohttp), a control
+(the generator run with ``dedupe=False``) and probes inside the largest run (RSS, bytes held by
+the dedupe set, gc-tracked objects at 10k/100k/1M outcomes), which show what grows.
 
 Target (issue 4): peak RSS at 1M within 1.2 x that at 10k. When it misses (or with
 ``--diagnose``), a traced child diffs tracemalloc snapshots taken at 100k and 1M outcomes
-and prints the ten allocation sites that grew most.
+and prints the ten allocation sites whose size changed most.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -45,6 +50,7 @@ from typing import Any
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 TARGET = 1.2
+NO_DEDUPE = "gen, dedupe off"  # the control: the same run without the dedupe set
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 # ---------------------------------------------------------------------- shared helpers
@@ -132,6 +138,19 @@ def instant_transport() -> Any:
     return transport
 
 
+def dedupe_bytes(run: Any) -> tuple[int, int]:
+    """Bytes held by the run's dedupe set (bitmap + sorted runs + buffer), and its size.
+
+    Reads the engine's private ``_dedupe`` (a ``NumberSet``): a probe, not an API.
+    """
+    numbers = getattr(run, "_dedupe", None)
+    if numbers is None:
+        return 0, 0
+    held = len(numbers._bits) + sys.getsizeof(numbers._buffer)
+    held += sum(r.buffer_info()[1] * r.itemsize for r in numbers._runs)
+    return held, len(numbers)
+
+
 async def child_run(spec: dict[str, Any]) -> dict[str, Any]:
     from skycore_async import BulkMessage, SkycoreClient, read_csv
 
@@ -139,7 +158,7 @@ async def child_run(spec: dict[str, Any]) -> dict[str, Any]:
     checkpoints = sorted({c for c in (10_000, 100_000, 1_000_000, count) if c <= count})
     trace_at = set(spec.get("trace_at", ()))
     snapshots: dict[int, tracemalloc.Snapshot] = {}
-    rss_at: dict[int, int] = {}
+    probes: dict[str, dict[str, float]] = {}
     if spec["source"] == "csv":
         recipients: Any = read_csv(spec["csv"])
     else:
@@ -151,13 +170,23 @@ async def child_run(spec: dict[str, Any]) -> dict[str, Any]:
     message = BulkMessage.saved_mms(mms_id=35674, from_="60856")
     sent = done = 0
     started = time.perf_counter()
-    async with client, client.send_bulk(message, recipients, journal=spec["journal"]) as run:
+    bulk = client.send_bulk(
+        message, recipients, journal=spec["journal"], dedupe=spec.get("dedupe", True)
+    )
+    async with client, bulk as run:
         async for batch in run:
             sent += batch.count("sent")
             before, done = done, done + len(batch)
             for mark in checkpoints:
                 if before < mark <= done:
-                    rss_at[mark] = rss_kib()
+                    held, size = dedupe_bytes(run)
+                    probes[str(mark)] = {
+                        "seconds": time.perf_counter() - started,
+                        "rss_kib": rss_kib(),
+                        "dedupe_kib": held / 1024,
+                        "dedupe_numbers": size,
+                        "gc_objects": len(gc.get_objects()),
+                    }
                     if mark in trace_at:
                         snapshots[mark] = tracemalloc.take_snapshot()
     elapsed = time.perf_counter() - started
@@ -166,16 +195,16 @@ async def child_run(spec: dict[str, Any]) -> dict[str, Any]:
         "done": done,
         "elapsed_s": elapsed,
         "sends_per_s": done / elapsed if elapsed else 0.0,
-        "rss_at_kib": {str(k): v for k, v in rss_at.items()},
+        "probes": probes,
         "journal_bytes": os.path.getsize(spec["journal"]),
     }
     if len(snapshots) == 2:
-        result["trace"] = trace_diff(snapshots, rss_at)
+        result["trace"] = trace_diff(snapshots, probes)
     return result
 
 
-def trace_diff(snapshots: dict[int, tracemalloc.Snapshot], rss_at: dict[int, int]) -> Any:
-    """Top 10 growing allocation sites between the two snapshots, with a call chain each."""
+def trace_diff(snapshots: dict[int, tracemalloc.Snapshot], probes: dict[str, Any]) -> Any:
+    """Top 10 growing allocation sites between the two snapshots."""
     (lo, old), (hi, new) = sorted(snapshots.items())
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
     old, new = old.filter_traces(ignore), new.filter_traces(ignore)
@@ -188,30 +217,24 @@ def trace_diff(snapshots: dict[int, tracemalloc.Snapshot], rss_at: dict[int, int
             "size_kib": stat.size / 1024,
             "count_diff": stat.count_diff,
         })  # fmt: skip
-    chains = []
-    for stat in new.compare_to(old, "traceback")[:3]:
-        chains.append({
-            "size_diff_kib": stat.size_diff / 1024,
-            "chain": [f"{f.filename}:{f.lineno}" for f in stat.traceback][:6],
-        })  # fmt: skip
     traced_lo = sum(s.size for s in old.statistics("filename"))
     traced_hi = sum(s.size for s in new.statistics("filename"))
     return {
         "from": lo,
         "to": hi,
         "traced_kib": [traced_lo / 1024, traced_hi / 1024],
-        "rss_kib": [rss_at.get(lo), rss_at.get(hi)],
+        "rss_kib": [probes[str(lo)]["rss_kib"], probes[str(hi)]["rss_kib"]],
         "sites": sites,
-        "chains": chains,
     }
 
 
 def child_main(spec: dict[str, Any]) -> None:
     if spec.get("trace_at"):
-        tracemalloc.start(8)
+        tracemalloc.start(1)  # 1 frame: ~13x slower already; 8 frames is ~55x
     result: dict[str, Any] = {}
     if spec["mode"] == "baseline":
-        import aiohttp  # noqa: F401
+        import aiohttp  # noqa: F401 (imported for its footprint)
+
         import skycore_async  # noqa: F401
     else:
         result = asyncio.run(child_run(spec))
@@ -246,10 +269,12 @@ def label(count: int) -> str:
 def measure(sizes: list[int], http_sizes: list[int], tmp: Path, url: str) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     baseline = spawn({"mode": "baseline"})
-    print(f"  baseline (import skycore_async + aiohttp only): {mb(baseline['peak_rss_kib']):.1f} MB")
+    baseline_mb = mb(baseline["peak_rss_kib"])
+    print(f"  baseline (import skycore_async + aiohttp only): {baseline_mb:.1f} MB")
     plan = [("generator", "instant", n) for n in sizes]
     plan += [("csv", "instant", n) for n in sizes]
     plan += [("generator", "http", n) for n in http_sizes]
+    plan += [(NO_DEDUPE, "instant", n) for n in (sizes[0], sizes[-1])]  # the control
     for source, transport, count in plan:
         spec: dict[str, Any] = {
             "mode": "run",
@@ -257,7 +282,8 @@ def measure(sizes: list[int], http_sizes: list[int], tmp: Path, url: str) -> dic
             "transport": transport,
             "count": count,
             "url": url,
-            "journal": str(tmp / f"{source}-{transport}-{count}-{time.monotonic_ns()}.journal"),
+            "dedupe": source != NO_DEDUPE,
+            "journal": str(tmp / f"{transport}-{count}-{time.monotonic_ns()}.journal"),
         }
         if source == "csv":
             csv_path = tmp / f"recipients-{count}.csv"
@@ -270,7 +296,7 @@ def measure(sizes: list[int], http_sizes: list[int], tmp: Path, url: str) -> dic
         row = {"source": source, "transport": transport, "count": count, **result}
         rows.append(row)
         print(
-            f"  {source:9} {transport:7} {label(count):>5}: {mb(result['peak_rss_kib']):6.1f} MB "
+            f"  {source:16} {transport:7} {label(count):>5}: {mb(result['peak_rss_kib']):6.1f} MB "
             f"peak  ({result['sends_per_s']:.0f} sends/s, {result['elapsed_s']:.1f} s)",
             flush=True,
         )
@@ -289,6 +315,10 @@ def add_ratios(result: dict[str, Any], sizes: list[int]) -> None:
         for row in by_size.values():
             row["ratio"] = row["peak_rss_kib"] / base
         if smallest in by_size and largest in by_size and transport == "instant":
+            if source == NO_DEDUPE:
+                control = by_size[largest]["peak_rss_kib"] / by_size[smallest]["peak_rss_kib"]
+                result["control_ratio"] = control
+                continue
             ratio = by_size[largest]["peak_rss_kib"] / by_size[smallest]["peak_rss_kib"]
             verdicts.append({
                 "source": source, "transport": transport, "ratio": ratio,
@@ -299,12 +329,12 @@ def add_ratios(result: dict[str, Any], sizes: list[int]) -> None:
 
 
 def report(result: dict[str, Any]) -> None:
-    print("peak RSS of a complete bulk run (fresh process per row; journal on, dedupe on)")
-    print(f"  {'input':9} {'transport':9} {'size':>6} {'peak MB':>8} {'x smallest':>10} "
+    print("peak RSS of a complete bulk run (a fresh process per row; journal on; dedupe on)")
+    print(f"  {'input':16} {'transport':9} {'size':>6} {'peak MB':>8} {'x smallest':>10} "
           f"{'sends/s':>8}")  # fmt: skip
     for row in result["rows"]:
         print(
-            f"  {row['source']:9} {row['transport']:9} {label(row['count']):>6} "
+            f"  {row['source']:16} {row['transport']:9} {label(row['count']):>6} "
             f"{mb(row['peak_rss_kib']):8.1f} {row['ratio']:10.2f} {row['sends_per_s']:8.0f}"
         )
     print(f"  baseline: a process that only imports skycore_async and aiohttp: "
@@ -316,6 +346,11 @@ def report(result: dict[str, Any]) -> None:
             verdict = f"MISS, {-v['margin']:.2f} over the {TARGET} target"
         print(f"  {label(v['to'])}/{label(v['from'])} ratio ({v['source']}): {v['ratio']:.2f}  "
               f"({verdict})")  # fmt: skip
+    if "control_ratio" in result:
+        sizes = f"{label(max(result['sizes']))}/{label(min(result['sizes']))}"
+        print(f"  {sizes} ratio with dedupe off (control, not the target): "
+              f"{result['control_ratio']:.2f}")  # fmt: skip
+    growth(result)
     http = [r for r in result["rows"] if r["transport"] == "http"]
     for row in http:
         same = next(
@@ -330,6 +365,32 @@ def report(result: dict[str, Any]) -> None:
                   f"{extra:+.1f} MB over the instant transport")  # fmt: skip
 
 
+def growth(result: dict[str, Any]) -> None:
+    """What grows: probes taken inside the largest generator run, and the engine's share."""
+    rows = [r for r in result["rows"] if r["transport"] == "instant" and r["source"] == "generator"]
+    if len(rows) < 2:
+        return
+    small, large = min(rows, key=lambda r: r["count"]), max(rows, key=lambda r: r["count"])
+    base = result["baseline_rss_kib"]
+    above = (large["peak_rss_kib"] - base) / max(1, small["peak_rss_kib"] - base)
+    print(f"  above the import baseline: {mb(small['peak_rss_kib'] - base):.1f} MB at "
+          f"{label(small['count'])}, {mb(large['peak_rss_kib'] - base):.1f} MB at "
+          f"{label(large['count'])} ({above:.1f}x)")  # fmt: skip
+    probes = large["probes"]
+    print(f"  what grows, probed inside the {label(large['count'])} generator run:")
+    for mark, probe in probes.items():
+        print(f"    at {label(int(mark)):>5}: RSS {mb(probe['rss_kib']):5.1f} MB, dedupe set "
+              f"{mb(probe['dedupe_kib']):5.1f} MB ({probe['dedupe_numbers']:,} numbers), "
+              f"{probe['gc_objects']:,} gc-tracked objects")  # fmt: skip
+    first, last = probes[min(probes, key=int)], probes[max(probes, key=int)]
+    rss_up = last["rss_kib"] - first["rss_kib"]
+    set_up = last["dedupe_kib"] - first["dedupe_kib"]
+    per = set_up * 1024 / max(1, last["dedupe_numbers"] - first["dedupe_numbers"])
+    print(f"    RSS {mb(rss_up):+.1f} MB, of which the dedupe set {mb(set_up):+.1f} MB "
+          f"({per:.1f} bytes per new number); live objects "
+          f"{last['gc_objects'] - first['gc_objects']:+,}")  # fmt: skip
+
+
 def diagnose(tmp: Path, url: str, small: int, large: int) -> dict[str, Any]:
     """A traced child: what grew between ``small`` and ``large`` outcomes."""
     spec = {
@@ -341,15 +402,13 @@ def diagnose(tmp: Path, url: str, small: int, large: int) -> dict[str, Any]:
     rss = [mb(k) for k in trace["rss_kib"]]
     traced = trace["traced_kib"]
     print(f"tracemalloc diff, {label(small)} -> {label(large)} outcomes (one traced process)")
+    print("  top 10 allocation sites by size change (tracing inflates RSS: its own trace table)")
     print(f"  current RSS {rss[0]:.1f} -> {rss[1]:.1f} MB ({rss[1] - rss[0]:+.1f}); "
           f"traced Python heap {mb(traced[0]):.1f} -> {mb(traced[1]):.1f} MB "
           f"({mb(traced[1] - traced[0]):+.1f})")  # fmt: skip
     for site in trace["sites"]:
         print(f"  {site['size_diff_kib']:+9.1f} KiB  {site['count_diff']:+8d} blocks  "
               f"{_short(site['site'])}")  # fmt: skip
-    for chain in trace["chains"]:
-        print(f"  {chain['size_diff_kib']:+9.1f} KiB via " + " <- ".join(
-            _short(f) for f in chain["chain"][:4]))  # fmt: skip
     return trace
 
 
@@ -370,21 +429,23 @@ def main() -> int:
         child_main(json.loads(args.child))
         return 0
     sizes = [2_000, 20_000] if args.smoke else [10_000, 100_000, 1_000_000]
-    http_sizes = sizes[:2]
+    http_sizes = sizes[:1] if args.smoke else sizes[:2]
     server, url = start_server()
     try:
         with tempfile.TemporaryDirectory(prefix="skycore-bench-mem-") as tmp:
             result = measure(sizes, http_sizes, Path(tmp), url)
+            result["sizes"] = sizes
             add_ratios(result, sizes)
             report(result)
             missed = any(not v["pass"] for v in result["verdicts"])
             if not args.smoke and (missed or args.diagnose):
+                print("diagnosing what grows (tracemalloc, ~13x slower: several minutes) ...",
+                      flush=True)  # fmt: skip
                 result["diagnosis"] = diagnose(Path(tmp), url, sizes[1], sizes[-1])
     finally:
         server.terminate()
         server.wait()
     result["target"] = TARGET
-    result["sizes"] = sizes
     if not args.smoke:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "memory.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -60,10 +60,12 @@ class NumberSet:
             self._overflow.add(number)
             self._count += 1
             return True
-        if self._maybe(key) and self._holds(key):
-            return False
         slot = (key * _GOLDEN >> 16) & self._mask
-        self._bits[slot >> 3] |= 1 << (slot & 7)
+        byte, bit = slot >> 3, 1 << (slot & 7)
+        bits = self._bits
+        if bits[byte] & bit and self._holds(key):
+            return False
+        bits[byte] |= bit
         self._buffer.add(key)
         self._count += 1
         if len(self._buffer) >= _BUFFER:

@@ -212,7 +212,39 @@ _ROOTS: Final = (b"RESPONSE>", b"response>")
 _TAGS: dict[bytes, tuple[str, bytes]] = {}  # raw tag -> (canonical name, its closing part)
 
 
+# Replies from one server repeat a few shapes (the success reply, a failure reply). The first
+# time a shape is seen it is compiled into one regex that matches exactly that sequence of
+# flat, entity-free leaves; later replies of that shape are decoded by a single match. A body
+# no learned shape matches takes the general path below, which defines the result.
+_SHAPES: dict[tuple[bytes, ...], tuple[re.Pattern[bytes], tuple[str, ...]]] = {}
+_MAX_SHAPES: Final = 16
+
+
 def _fast_reply_fields(body: bytes) -> dict[str, str] | None:
+    for pattern, names in _SHAPES.values():
+        match = pattern.match(body)
+        if match is not None:
+            try:
+                values = [value.decode("utf-8").strip() for value in match.groups()]
+            except UnicodeDecodeError:
+                return None
+            return dict(zip(names, values, strict=True))
+    return _general_fast_fields(body)
+
+
+def _learn_shape(root: bytes, tags: list[bytes]) -> None:
+    names = tuple(_TAGS[tag][0] for tag in tags)
+    if len(_SHAPES) >= _MAX_SHAPES or len(set(names)) != len(names):
+        return  # a repeated field keeps its first value: leave those to the general path
+    leaves = rb"".join(
+        rb"\s*<" + re.escape(tag) + rb">([^<&]*)</" + re.escape(tag) + rb">" for tag in tags
+    )
+    name = re.escape(root[:-1])
+    pattern = rb"\s*(?:<\?[^<>]*\?>\s*)?<" + name + rb">" + leaves + rb"\s*</" + name + rb">\s*\Z"
+    _SHAPES[(root, *tags)] = (re.compile(pattern), names)
+
+
+def _general_fast_fields(body: bytes) -> dict[str, str] | None:
     parts = body.split(b"<")
     if len(parts) < 3 or parts[0].strip():
         return None
@@ -221,6 +253,7 @@ def _fast_reply_fields(body: bytes) -> dict[str, str] | None:
     if root not in _ROOTS or parts[last].rstrip() != b"/" + root or (last - first) % 2 != 1:
         return None
     fields: dict[str, str] = {}
+    tags: list[bytes] = []
     try:
         for i in range(first + 1, last, 2):
             tag, found, text = parts[i].partition(b">")
@@ -233,10 +266,12 @@ def _fast_reply_fields(body: bytes) -> dict[str, str] | None:
             after = parts[i + 1]
             if (after != close and after.rstrip() != close) or b"&" in text:
                 return None
+            tags.append(tag)
             if name not in fields:
                 fields[name] = text.decode("utf-8").strip()
     except UnicodeDecodeError:
         return None
+    _learn_shape(root, tags)
     return fields
 
 
@@ -259,7 +294,7 @@ def _flatten_reply(node: Mapping[str, Any]) -> dict[str, str]:
     for key, value in node.items():
         if key.startswith(("@", "#")):
             continue
-        fields[canon(key)] = _text(value)
+        fields.setdefault(canon(key), _text(value))  # first spelling wins, as in the fast path
     return fields
 
 

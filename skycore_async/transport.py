@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
@@ -125,12 +126,9 @@ class AiohttpTransport:
         self, request: HttpRequest, *, connect_timeout: float, read_timeout: float
     ) -> HttpResponse:
         """Send ``request``; map aiohttp's failures into the library's errors."""
-        timeout = self._timeouts.get((connect_timeout, read_timeout))
-        if timeout is None:
-            timeout = aiohttp.ClientTimeout(
-                total=None, connect=connect_timeout, sock_read=read_timeout
-            )
-            self._timeouts[(connect_timeout, read_timeout)] = timeout
+        timeout = self._timeouts.get((connect_timeout, read_timeout)) or self._timeout(
+            connect_timeout, read_timeout
+        )
         started = time.perf_counter() if log.isEnabledFor(logging.DEBUG) else 0.0
         try:
             async with self._get_session().request(
@@ -140,8 +138,14 @@ class AiohttpTransport:
                 headers=request.headers,
                 timeout=timeout,
             ) as response:
-                body = await self._read_capped(response)
-                status, content_type = response.status, response.content_type
+                length = response.content_length
+                if length is not None and length <= self._max_bytes:
+                    body = await response.read()
+                else:
+                    body = await self._read_capped(response, length)
+                # The raw header: parsing it (response.content_type) costs more than it is worth.
+                status = response.status
+                content_type = response.headers.get("Content-Type", "")
         except (TransportError, ProtocolError):
             raise
         except Exception as exc:
@@ -151,15 +155,24 @@ class AiohttpTransport:
             log.debug("HTTP %s %s -> %d (%.1f ms)", request.method, request.action, status, elapsed)
         return HttpResponse(status=status, body=body, content_type=content_type)
 
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        declared = response.content_length
+    def _timeout(self, connect: float, read: float) -> aiohttp.ClientTimeout:
+        # ``connect`` bounds getting a connection (pool wait included): when it fires, nothing
+        # was sent. ``total`` bounds the whole exchange, so a reply that trickles in slowly
+        # cannot hold a send forever; one timer per request is also cheaper than a per-read
+        # ``sock_read`` timer.
+        total = None if math.isinf(connect) or math.isinf(read) else connect + read
+        timeout = aiohttp.ClientTimeout(
+            total=total, connect=None if math.isinf(connect) else connect
+        )
+        self._timeouts[(connect, read)] = timeout
+        return timeout
+
+    async def _read_capped(self, response: aiohttp.ClientResponse, declared: int | None) -> bytes:
         if declared is not None and declared > self._max_bytes:
             raise ProtocolError(
                 f"reply of {declared} bytes exceeds the {self._max_bytes}-byte cap",
                 status=response.status,
             )
-        if declared is not None:
-            return await response.read()
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):

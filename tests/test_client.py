@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import socket
@@ -485,9 +486,9 @@ async def test_connection_refused_is_retried_and_is_a_connect_error(closed_port:
 
 
 async def test_read_timeout_is_ambiguous(emulator: Emulator) -> None:
-    """No answer within the read timeout is ResponseTimeoutError (also a TimeoutError), not retried."""
+    """No answer within connect + read is ResponseTimeoutError (also a TimeoutError), not retried."""
     emulator.settings.latency = 1.0
-    async with make_client(emulator, timeouts=Timeouts(connect=1.0, read=0.1)) as client:
+    async with make_client(emulator, timeouts=Timeouts(connect=0.2, read=0.1)) as client:
         with pytest.raises(ResponseTimeoutError) as caught:
             await client.send_saved_mms(to="16501234123", mms_id=35674, from_="60856")
     assert isinstance(caught.value, TimeoutError)
@@ -544,3 +545,26 @@ async def test_with_options_shares_the_session(emulator: Emulator) -> None:
         await view.get_mms_ids()
         await view.aclose()
         await client.get_mms_ids()
+
+
+async def test_trickling_reply_hits_the_deadline() -> None:
+    """A reply that drips in slowly cannot hold a send forever: connect + read is a deadline."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestServer
+
+    async def trickle(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/xml"})
+        await response.prepare(request)
+        for byte in b"<RESPONSE><STATUS>Success</STATUS></RESPONSE>":
+            await response.write(bytes([byte]))
+            await asyncio.sleep(0.05)
+        return response
+
+    app = web.Application()
+    app.router.add_post("/", trickle)
+    async with TestServer(app, host="127.0.0.1") as server:
+        base_url = str(server.make_url("/"))
+        async with SkycoreClient(api_key="k", base_url=base_url, timeouts=Timeouts(connect=0.2, read=0.3),
+                                 retry=RetryPolicy.testing(), throttle=Throttle.testing()) as client:  # fmt: skip
+            with pytest.raises(ResponseTimeoutError):
+                await client.get_mms_ids()

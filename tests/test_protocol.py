@@ -393,3 +393,31 @@ def test_canon_matches_every_spelling() -> None:
     assert {canon(s) for s in ("API_KEY", "api-key", "Api_Key", "apikey")} == {"API_KEY"}
     assert canon("ddm-message-subject") == "DDMTITLE"
     assert canon("SPID") == "OPERATORID"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    tags=st.lists(
+        st.sampled_from(["STATUS", "TRACKINGID", "TO", "MMSID", "TrackingId", "to"]),
+        min_size=1,
+        max_size=5,
+    ),
+    values=st.lists(LEAF, min_size=5, max_size=5),
+    spacing=st.sampled_from(["", "\n  ", " "]),
+    declaration=st.booleans(),
+)
+def test_learned_reply_shapes_agree_with_the_parser(
+    tags: list[str], values: list[str], spacing: str, declaration: bool
+) -> None:
+    """A reply decoded by a learned shape (second pass) equals the general and xmltodict paths."""
+    escaped = [v.replace("&", "&amp;").replace("<", "&lt;") for v in values]
+    leaves = "".join(
+        f"{spacing}<{tag}>{value}</{tag}>" for tag, value in zip(tags, escaped, strict=False)
+    )
+    head = '<?xml version="1.0"?>\n' if declaration else ""
+    body = f"{head}<RESPONSE>{leaves}{spacing}</RESPONSE>\n".encode()
+    slow = protocol._slow_reply_fields(body, 200)
+    for _ in range(2):  # the first call may learn the shape; the second uses it
+        fast = protocol._fast_reply_fields(body)
+        if fast is not None:
+            assert fast == slow
