@@ -36,7 +36,13 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 #: Known scripts, in the order they run (the most CPU-sensitive first).
-ORDER = ("bench_engine.py", "bench_throttle.py", "bench_memory.py", "bench_first_send.py")
+ORDER = (
+    "bench_engine.py",
+    "bench_instructions.py",
+    "bench_throttle.py",
+    "bench_memory.py",
+    "bench_first_send.py",
+)
 TIMEOUT = {"full": 1800.0, "smoke": 300.0}
 
 _VERDICT = re.compile(r"\b(PASS|MISS|MISSES|meets)\b")

@@ -493,11 +493,18 @@ class SkycoreClient:
         Returns the successful reply and the number of attempts; raises the last error
         (with ``error.attempts`` set) when the policy gives up.
         """
-        try:  # the common case first: one attempt, no bookkeeping
-            return await self._attempt(http, before_send), 1
+        try:  # the common case first, inline: one attempt, no bookkeeping
+            async with self._throttle.slot(http.action):
+                if before_send is not None:
+                    before_send()
+                response = await self._transport.send(
+                    http, connect_timeout=self._timeouts.connect, read_timeout=self._timeouts.read
+                )
+            reply = raise_for_failure(decode_response(response.body, status=response.status))
         except SkycoreError as error:
-            first_error = error
-        return await self._retry_after(http, before_send, first_error)
+            return await self._retry_after(http, before_send, error)
+        self._throttle.on_success(http.action)
+        return reply, 1
 
     async def _retry_after(
         self, http: HttpRequest, before_send: Callable[[], None] | None, error: SkycoreError

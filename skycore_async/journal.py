@@ -122,7 +122,8 @@ class Journal:
 
     def claim(self, index: int, to: str) -> None:
         """Record that ``index``'s request is about to go out; reaches the kernel at once."""
-        self._pending.append(b'{"t":"c","i":%d,"to":%b}\n' % (index, orjson.dumps(to)))
+        quoted = b'"%s"' % to.encode() if to.isdigit() and to.isascii() else orjson.dumps(to)
+        self._pending.append(b'{"t":"c","i":%d,"to":%b}\n' % (index, quoted))
         self.flush()
 
     def complete(self, outcome: Outcome) -> None:

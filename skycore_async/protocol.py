@@ -20,9 +20,8 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
-import attrs
 import xmltodict
 
 from .errors import ApiError, ProtocolError, error_for_code
@@ -160,19 +159,23 @@ def _get_name(name: str, dialect: Dialect) -> str:
 # --------------------------------------------------------------------------- replies
 
 
-@attrs.frozen
-class ApiResponse:
+class ApiResponse(NamedTuple):
     """A decoded reply: ``status`` plus every field by canonical name (``TRACKINGID``, ...).
 
     Attributes:
         status: ``"Success"`` or ``"Failure"`` as sent (``""`` if absent but ERRORCODE is).
         fields: canonical field name to text; unknown extra fields are kept.
         raw: the reply bytes.
+
+    (A NamedTuple rather than an attrs class: one is built per send on the bulk hot path.)
     """
 
     status: str
     fields: Mapping[str, str]
-    raw: bytes = attrs.field(default=b"", repr=False, eq=False)
+    raw: bytes = b""
+
+    def __repr__(self) -> str:
+        return f"ApiResponse(status={self.status!r}, fields={dict(self.fields)!r})"
 
     @property
     def failed(self) -> bool:

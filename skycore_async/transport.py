@@ -17,10 +17,9 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import aiohttp
-import attrs
 
 from .errors import (
     ConnectError,
@@ -46,27 +45,33 @@ DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
-@attrs.frozen
-class HttpRequest:
+class HttpRequest(NamedTuple):
     """One HTTP request, ready to send; built once and reused for every attempt.
 
-    ``body`` and ``url`` may contain the API key: they are hidden from ``repr``.
+    ``body`` and ``url`` may contain the API key: ``repr`` hides them. (A NamedTuple rather
+    than an attrs class: one is built per send on the bulk hot path.)
     """
 
     method: str
-    url: str = attrs.field(repr=False)
-    body: bytes | None = attrs.field(default=None, repr=False)
-    headers: Mapping[str, str] = attrs.field(factory=dict)
+    url: str
+    body: bytes | None = None
+    headers: Mapping[str, str] = {}  # never mutated: a shared empty default is safe
     action: str = ""
 
+    def __repr__(self) -> str:
+        return f"HttpRequest(method={self.method!r}, action={self.action!r})"
 
-@attrs.frozen
-class HttpResponse:
+
+class HttpResponse(NamedTuple):
     """Status, body and content type of a reply."""
 
     status: int
-    body: bytes = attrs.field(repr=False)
+    body: bytes
     content_type: str = ""
+
+    def __repr__(self) -> str:
+        size = len(self.body)
+        return f"HttpResponse(status={self.status}, content_type={self.content_type!r}, {size} B)"
 
 
 class Transport(Protocol):
