@@ -320,12 +320,13 @@ TARGETS: dict[str, Checker] = {
 def print_table(results: list[dict[str, Any]]) -> None:
     """One row of common figures per scenario, then each target with PASS/MISS."""
     print(f"{'scenario':<8} {'calls':>6} {'secs':>5} {'acc/s':>6} {'x limit':>7} {'E113 %':>6} "
-          f"{'E106 %':>6} {'max 1s':>6} {'throttled':>9} {'retried':>7}")  # fmt: skip
+          f"{'E106 %':>6} {'max 1s':>6} {'throttled':>9} {'retried':>7} {'load':>5}")  # fmt: skip
     for r in results:
+        load = "" if r["load_before"] is None else f"{r['load_before']:.2f}"
         print(
             f"{r['name']:<8} {r['calls']:>6} {r['seconds']:>5.1f} {r['rate']:>6.1f} "
             f"{r['ratio']:>7.3f} {r['e113_pct']:>6.2f} {r['e106_pct']:>6.2f} {r['max_1s']:>6} "
-            f"{r['throttled']:>9} {r['retried']:>7}"
+            f"{r['throttled']:>9} {r['retried']:>7} {load:>5}"
         )
     for r in results:
         print_details(r)

@@ -40,9 +40,12 @@ CONCURRENCY: Final = 32
 BURST: Final = 1
 FLOOR_RATE: Final = 1.0  # calls/s: the adaptive rate never goes below this
 E106_DEFAULT_PAUSE: Final = 1.0  # s: used when E106's text carries no number
-E113_PAUSE: Final = 0.25  # s: everybody waits this long after an E113
-DECREASE: Final = 0.7  # E113 sets the action's rate to DECREASE x its measured rate
-INCREASE: Final = 1.0  # calls/s regained per second of successful sending (AIMD)
+# s: everybody waits this long once per E113 congestion event. Brief: the cut is what keeps
+# the rate under the limit; a 0.25 s pause every ~4 s cost 4 % of the throughput.
+E113_PAUSE: Final = 0.1
+DECREASE: Final = 0.85  # E113 sets the action's rate to DECREASE x the rate it was sending at
+CUBIC: Final = 0.4  # C of the CUBIC regrowth after an E113 cut, in calls/s per s^3
+INCREASE: Final = 1.0  # calls/s per second: the slowest regrowth (matters at low rates only)
 
 # RetryPolicy.
 ATTEMPTS: Final = 3
@@ -123,13 +126,19 @@ class Limits:
         min_interval: account-wide spacing between any two calls, in s; E106 raises it.
         floor: the adaptive rate never goes below this many calls/s.
         e106_default: pause (and spacing) used when E106's text has no number.
-        e113_pause: every sender waits this long after an E113/E510.
-        decrease: on E113 the action's rate becomes ``decrease`` x its measured rate.
-        increase: calls/s regained per second of successful sending after a cut (additive
-            increase, i.e. AIMD: linear regrowth that cannot overshoot by much, unlike CUBIC's
-            probing, and is easy to predict from the numbers here).
+        e113_pause: every sender waits this long after an E113/E510, once per congestion
+            event (the E113 answers to calls sent before the cut do not pause again).
+        decrease: on E113 the action's rate becomes ``decrease`` x the rate it was sending at
+            (measured since the last pause; CUBIC's beta).
+        increase: the slowest regrowth, in calls/s per second: the rate is at least
+            ``cut + increase * t`` (CUBIC's "TCP-friendly" region; it only matters at low
+            rates, where the cubic term is slow).
         quota_cooldown: on E120: None = raise ``QuotaExceededError`` at once; a number =
             pause every sender that long, then retry the call once.
+        cubic: after a cut the rate grows back along CUBIC's curve
+            ``W(t) = cubic * (t - K)**3 + W_max``, ``K = cbrt(W_max * (1 - decrease) / cubic)``,
+            t in s since the pause ended and W_max the rate the E113 came at: fast at first,
+            flat near W_max, then probing beyond it. 0 = linear regrowth only.
     """
 
     rate: float | None = attrs.field(default=None, validator=_finite(0.0, strict=True))
@@ -143,6 +152,7 @@ class Limits:
     decrease: float = attrs.field(default=DECREASE, validator=_finite(0.0, strict=True))
     increase: float = attrs.field(default=INCREASE, validator=_finite(0.0))
     quota_cooldown: float | None = attrs.field(default=None, validator=_finite(0.0))
+    cubic: float = attrs.field(default=CUBIC, validator=_finite(0.0))
 
     @decrease.validator
     def _check_decrease(self, _attr: attrs.Attribute[float], value: float) -> None:

@@ -29,6 +29,8 @@ def test_defaults_come_from_the_named_constants() -> None:
     assert DEFAULT_LIMITS.burst == 1
     assert DEFAULT_LIMITS.concurrency == config.CONCURRENCY
     assert DEFAULT_LIMITS.decrease == config.DECREASE
+    assert (DEFAULT_LIMITS.cubic, DEFAULT_LIMITS.increase) == (config.CUBIC, config.INCREASE)
+    assert DEFAULT_LIMITS.e113_pause == config.E113_PAUSE
     assert DEFAULT_LIMITS.quota_cooldown is None
     assert DEFAULT_RETRY_POLICY.attempts == config.ATTEMPTS
     assert DEFAULT_RETRY_POLICY.throttle_attempts == config.THROTTLE_ATTEMPTS
@@ -75,6 +77,8 @@ def test_per_action_is_a_read_only_copy() -> None:
         {"decrease": 0},
         {"decrease": 1.0},
         {"increase": -1},
+        {"cubic": -0.4},
+        {"cubic": math.inf},
         {"quota_cooldown": -5},
     ],
 )

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from skycore_async.config import Limits
+from skycore_async.config import DECREASE, E113_PAUSE, Limits
 from skycore_async.errors import (
     CallIntervalError,
     QuotaExceededError,
@@ -17,7 +17,7 @@ from skycore_async.errors import (
     ThroughputExceededError,
     error_for_code,
 )
-from skycore_async.throttle import Permit, Throttle, ThrottleEvent
+from skycore_async.throttle import _RTT_CREDIT, _RTT_SAMPLES, Permit, Throttle, ThrottleEvent
 
 START = 1000.0
 E106_2S = CallIntervalError("E106", "You can call API every 2 seconds")
@@ -194,19 +194,20 @@ async def test_e106_without_a_number_uses_the_default(clock: FakeClock) -> None:
 
 async def test_e113_cuts_the_rate_relative_to_the_measured_rate(clock: FakeClock) -> None:
     """E113 sets the action's rate to decrease x measured and pauses everyone e113_pause."""
-    throttle = Throttle(Limits(rate=100, increase=0.0))
+    throttle = Throttle(Limits(rate=100, increase=0.0, cubic=0.0))
     sent = await send_steadily(clock, throttle, "a", 2.0)
     assert sent == pytest.approx(200, abs=4)  # + the workers queued when time ran out
     assert throttle.measured_rate("a") == pytest.approx(100, rel=0.05)
-    assert throttle.on_throttled("a", E113) == 0.25
-    assert throttle.current_rate("a") == pytest.approx(70, rel=0.05)
-    assert throttle.stats.paused_until == pytest.approx(clock.now + 0.25)
+    assert throttle.on_throttled("a", E113) == E113_PAUSE
+    assert throttle.current_rate("a") == pytest.approx(DECREASE * 100, rel=0.05)
+    assert throttle.stats.paused_until == pytest.approx(clock.now + E113_PAUSE)
     grants: list[Permit] = []
     tasks = await start_senders(throttle, ["a"] * 4, grants)
-    await clock.advance(0.35)
+    await clock.advance(E113_PAUSE + 0.1)
     await finish(clock, tasks)
     assert times(grants)[0] == pytest.approx(clock.now - START - 0.1, abs=0.002)
-    assert all(gap == pytest.approx(1 / 70, rel=0.1) for gap in gaps(times(grants)))
+    rate = DECREASE * 100
+    assert all(gap == pytest.approx(1 / rate, rel=0.1) for gap in gaps(times(grants)))
 
 
 async def test_repeated_e113_from_one_burst_does_not_compound(clock: FakeClock) -> None:
@@ -215,7 +216,7 @@ async def test_repeated_e113_from_one_burst_does_not_compound(clock: FakeClock) 
     await send_steadily(clock, throttle, "a", 2.0)
     for _ in range(5):
         throttle.on_throttled("a", E113)
-    assert throttle.current_rate("a") == pytest.approx(70, rel=0.05)
+    assert throttle.current_rate("a") == pytest.approx(DECREASE * 100, rel=0.05)
 
 
 async def test_e113_respects_the_floor(clock: FakeClock) -> None:
@@ -229,13 +230,15 @@ async def test_e113_respects_the_floor(clock: FakeClock) -> None:
 
 
 async def test_rate_regrows_to_the_ceiling_but_not_above(clock: FakeClock) -> None:
-    """After a cut, successes grow the rate additively back to the ceiling, then stop."""
-    throttle = Throttle(Limits(per_action={"a": 50}, increase=20.0))
+    """cubic=0: successes grow the rate linearly (increase) back to the ceiling, then stop."""
+    throttle = Throttle(Limits(per_action={"a": 50}, increase=20.0, cubic=0.0))
     await send_steadily(clock, throttle, "a", 1.5)
     throttle.on_throttled("a", E113)
-    assert throttle.current_rate("a") == pytest.approx(35, rel=0.05)
+    cut = DECREASE * 50
+    assert throttle.current_rate("a") == pytest.approx(cut, rel=0.05)
     await send_steadily(clock, throttle, "a", 0.5)
-    assert 35 < (throttle.current_rate("a") or 0) < 50
+    regrown = cut + 20.0 * (0.5 - E113_PAUSE)
+    assert throttle.current_rate("a") == pytest.approx(regrown, rel=0.05)
     await send_steadily(clock, throttle, "a", 1.5)
     assert throttle.current_rate("a") == 50.0
     assert throttle.measured_rate("a") == pytest.approx(50, rel=0.05)
@@ -246,10 +249,208 @@ async def test_account_rate_is_the_ceiling_for_unconfigured_actions(clock: FakeC
     throttle = Throttle(Limits(rate=40, increase=100.0))
     await send_steadily(clock, throttle, "a", 1.5)
     throttle.on_throttled("a", E113)
-    assert throttle.current_rate("a") == pytest.approx(28, rel=0.05)
+    assert throttle.current_rate("a") == pytest.approx(DECREASE * 40, rel=0.05)
     await send_steadily(clock, throttle, "a", 1.0)
     assert throttle.current_rate("a") == 40.0
     assert throttle._actions["a"].pacer is None
+
+
+async def answer_after(
+    throttle: Throttle,
+    action: str,
+    rtt: float,
+    error: ThrottledError | None = None,
+    grants: list[Permit] | None = None,
+) -> None:
+    """One call: take a slot, hold it ``rtt`` s (the round trip), then report the answer."""
+    async with throttle.slot(action) as permit:
+        if grants is not None:
+            grants.append(permit)
+        await asyncio.sleep(rtt)
+    if error is None:
+        throttle.on_success(action)
+    else:
+        throttle.on_throttled(action, error)
+
+
+async def test_second_e113_soon_after_a_first_cuts_relative_to_what_was_sent(
+    clock: FakeClock,
+) -> None:
+    """The rate an E113 cut is based on excludes the pause before it: cuts do not compound."""
+    throttle = Throttle(Limits(rate=400, increase=0.0, e113_pause=0.25))
+    await send_steadily(clock, throttle, "a", 0.06)
+    throttle.on_throttled("a", E113)
+    first = throttle.current_rate("a")
+    assert first is not None
+    await send_steadily(clock, throttle, "a", 0.55)
+    throttle.on_throttled("a", E113)
+    assert throttle.current_rate("a") == pytest.approx(DECREASE * first, rel=0.1)
+
+
+async def test_e113_right_after_a_pause_cuts_at_most_once_from_the_limit(
+    clock: FakeClock,
+) -> None:
+    """Too short a window to measure: the cut is decrease x the current limit, no deeper."""
+    throttle = Throttle(Limits(rate=100, increase=0.0, cubic=0.0))
+    await send_steadily(clock, throttle, "a", 2.0)
+    throttle.on_throttled("a", E113)
+    cut = throttle.current_rate("a")
+    assert cut == pytest.approx(DECREASE * 100, rel=0.05)
+    await clock.advance(E113_PAUSE)
+    await send_steadily(clock, throttle, "a", 0.03)  # 3 calls since the pause ended
+    throttle.on_throttled("a", E113)
+    assert throttle.current_rate("a") == pytest.approx(DECREASE * cut, rel=0.02)
+
+
+async def test_measured_rate_leaves_out_paused_time(clock: FakeClock) -> None:
+    """The measured rate is over the last second of sending: a pause does not dilute it."""
+    throttle = Throttle(Limits(rate=100, quota_cooldown=0.5))
+    await send_steadily(clock, throttle, "a", 2.0)
+    throttle.on_throttled("a", E120)
+    await clock.advance(0.5)
+    assert throttle.measured_rate("a") == pytest.approx(100, rel=0.05)  # the second before
+    await send_steadily(clock, throttle, "a", 0.3)
+    assert throttle.measured_rate("a") == pytest.approx(100, rel=0.05)  # 0.3 s + 0.7 s before
+
+
+async def test_e113_for_a_call_sent_before_another_pause_uses_the_rate_before_it(
+    clock: FakeClock,
+) -> None:
+    """No sending since a pause ended: the cut is relative to the sending before the pause."""
+    throttle = Throttle(Limits(rate=100, quota_cooldown=0.3, cubic=0.0))
+    await send_steadily(clock, throttle, "a", 1.0)
+    slow = asyncio.create_task(answer_after(throttle, "a", 0.5, E113))
+    await clock.advance(0.02)
+    assert throttle.stats.in_flight == 1
+    throttle.on_throttled("a", E120)  # a pause that has nothing to do with throughput
+    await clock.advance(0.6)
+    await finish(clock, [slow])  # the E113 lands 0.2 s after the pause, nobody sent since
+    assert throttle.current_rate("a") == pytest.approx(DECREASE * 100, rel=0.05)
+
+
+async def test_e113_answers_from_one_burst_cut_once_and_pause_once(clock: FakeClock) -> None:
+    """E113 answers to calls sent before a cut (even late ones) neither cut nor pause again."""
+    seen: list[tuple[float, ThrottleEvent]] = []
+    throttle = Throttle(
+        Limits(rate=100, concurrency=8), on_throttle=lambda e: seen.append((clock.now, e))
+    )
+    await send_steadily(clock, throttle, "a", 2.0)
+    # Four calls go out 10 ms apart; their E113 answers land at +35, +40, +50 and +430 ms.
+    burst = [
+        asyncio.create_task(answer_after(throttle, "a", rtt, E113))
+        for rtt in (0.035, 0.03, 0.03, 0.4)
+    ]
+    await settle()
+    await clock.advance(0.06)
+    assert len(seen) == 3
+    pause_end = seen[0][0] + E113_PAUSE
+    cut = throttle.current_rate("a")
+    assert cut == pytest.approx(DECREASE * 100, rel=0.05)
+    assert throttle.stats.paused_until == pause_end  # not extended by the later answers
+    assert [event.wait for at, event in seen] == pytest.approx([pause_end - at for at, _ in seen])
+    await clock.advance(0.5)  # the 430 ms answer lands after the pause ended
+    await finish(clock, burst)
+    assert len(seen) == 4
+    assert seen[-1][1].wait == 0.0
+    assert throttle.stats.paused_until == pause_end
+    assert (throttle.current_rate("a") or 0) >= (cut or 0)
+
+
+async def test_rate_regrows_along_the_cubic_curve(clock: FakeClock) -> None:
+    """After a cut from W_max, the rate follows C(t - K)^3 + W_max: back to W_max at K."""
+    throttle = Throttle(Limits(rate=100))  # default increase, cubic and decrease
+    await send_steadily(clock, throttle, "a", 2.0)
+    throttle.on_throttled("a", E113)
+    limits = throttle.limits
+    w_max = 100.0  # what was being sent (measured; the ceiling too)
+    k = (w_max * (1 - limits.decrease) / limits.cubic) ** (1 / 3)
+    await clock.advance(limits.e113_pause)
+    await send_steadily(clock, throttle, "a", 1.0)
+    expected = limits.cubic * (1.0 - k) ** 3 + w_max
+    assert throttle.current_rate("a") == pytest.approx(expected, rel=0.02)
+    assert expected > DECREASE * w_max + 5 * limits.increase  # much faster than linear
+    await send_steadily(clock, throttle, "a", k - 1.0 - 0.3)
+    assert (throttle.current_rate("a") or 0) > 0.99 * w_max
+    assert throttle._actions["a"].pacer is not None  # not quite at the ceiling yet
+    await send_steadily(clock, throttle, "a", 0.4)
+    assert throttle.current_rate("a") == 100.0
+    assert throttle._actions["a"].pacer is None
+
+
+async def test_cubic_regrowth_probes_beyond_w_max_up_to_the_ceiling(clock: FakeClock) -> None:
+    """Past K the curve turns convex; it stops at the configured ceiling."""
+    throttle = Throttle(Limits(per_action={"a": 120}, cubic=2.0))
+    throttle._set_rate(throttle._actions["a"], 100.0, clock.now)  # as if cut to 100 earlier
+    await send_steadily(clock, throttle, "a", 1.0)
+    throttle.on_throttled("a", E113)  # W_max 100, cut to 85, K = cbrt(7.5) ~ 1.96 s
+    await clock.advance(throttle.limits.e113_pause)
+    await send_steadily(clock, throttle, "a", 3.0)  # t = 3: 2 * 1.04^3 + 100 ~ 102
+    k = 7.5 ** (1 / 3)
+    assert throttle.current_rate("a") == pytest.approx(2 * (3 - k) ** 3 + 100, rel=0.02)
+    await send_steadily(clock, throttle, "a", 1.0)  # t = 4: 2 * 2.04^3 + 100 ~ 117
+    assert 110 < (throttle.current_rate("a") or 0) < 120
+    await send_steadily(clock, throttle, "a", 0.5)
+    assert throttle.current_rate("a") == 120.0
+
+
+async def test_spacing_counts_from_the_answer_minus_the_lowest_round_trip(
+    clock: FakeClock,
+) -> None:
+    """min_interval X: the next call starts no sooner than answer + X - credit.
+
+    The server measures X between arrivals; a call whose round trip was long may have arrived
+    late, so spacing the starts alone would let the next call arrive less than X after it.
+    The credit is 0 for the first answers, then 0.75 x the lowest round trip.
+    """
+    throttle = Throttle(Limits(min_interval=0.05))
+    grants: list[Permit] = []
+    rtts = [0.002] * (_RTT_SAMPLES + 1) + [0.03, 0.002]  # the lowest round trip is 2 ms
+    rtts[1] = 0.03  # a slow one before the credit applies
+    tasks = [asyncio.create_task(answer_after(throttle, "a", rtt, grants=grants)) for rtt in rtts]
+    await settle()
+    await clock.advance(0.06 * len(rtts))
+    await finish(clock, tasks)
+    starts = times(grants)
+    expected = [0.0]
+    for rtt in rtts[:-1]:
+        samples = len(expected)  # answers to spaced calls so far, this one included
+        credit = _RTT_CREDIT * 0.002 if samples >= _RTT_SAMPLES else 0.0
+        expected.append(expected[-1] + max(0.05, rtt + 0.05 - credit))
+    assert starts == pytest.approx(expected, abs=0.002)
+    assert starts[2] - starts[1] == pytest.approx(0.03 + 0.05, abs=0.002)  # no credit yet
+    credited = starts[-1] - starts[-2]  # 78.5 ms, seen on the 1 ms steps of the fake clock
+    assert 0.03 + 0.05 - 0.0015 - 1e-9 <= credited < 0.03 + 0.05 - 1e-9
+
+
+async def test_spacing_waits_for_an_unanswered_call_one_interval_at_most(
+    clock: FakeClock,
+) -> None:
+    """While the last call is unanswered the next one waits, but no longer than 2 X."""
+    throttle = Throttle(Limits(min_interval=0.05))
+    grants: list[Permit] = []
+    tasks = [asyncio.create_task(answer_after(throttle, "a", 0.5, grants=grants))]
+    tasks += [asyncio.create_task(answer_after(throttle, "a", 0.001, grants=grants))]
+    await settle()
+    await clock.advance(1.0)
+    await finish(clock, tasks)
+    assert times(grants) == pytest.approx([0.0, 0.1], abs=0.002)
+
+
+async def test_first_call_under_a_rate_warms_up_alone(clock: FakeClock) -> None:
+    """The first call under a rate goes alone; pacing resumes from its answer.
+
+    The first call opens a connection and arrives late; calls paced behind it would reach the
+    server bunched with it, over the rate in the first second.
+    """
+    throttle = Throttle(Limits(rate=100))
+    grants: list[Permit] = []
+    tasks = [asyncio.create_task(answer_after(throttle, "a", 0.03, grants=grants))]
+    tasks += [asyncio.create_task(answer_after(throttle, "a", 0.001, grants=grants))]
+    tasks += [asyncio.create_task(answer_after(throttle, "a", 0.001, grants=grants))]
+    await settle()
+    await clock.advance(0.2)
+    await finish(clock, tasks)
+    assert times(grants) == pytest.approx([0.0, 0.03, 0.04], abs=0.002)
 
 
 async def test_e120_without_cooldown_changes_nothing(clock: FakeClock) -> None:
@@ -354,11 +555,13 @@ async def test_stats_and_hook_report(clock: FakeClock) -> None:
     stats = throttle.stats
     assert (stats.sent, stats.throttled, stats.retried, stats.in_flight) == (1, 1, 1, 0)
     assert stats.measured["sendSavedMMS"] == pytest.approx(10.0)  # 1 call in the first 0.1 s
-    assert stats.rates == {"sendSavedMMS": pytest.approx(7.0)}
+    # Far too short a time to measure: the cut is relative to the limit.
+    assert stats.rates == {"sendSavedMMS": pytest.approx(DECREASE * 50)}
     (event,) = events
-    assert (event.code, event.wait, event.action) == ("E113", 0.25, "sendSavedMMS")
-    assert event.rate == pytest.approx(7.0)
-    assert "everyone paused 0.250 s" in event.reason
+    assert (event.code, event.wait, event.action) == ("E113", E113_PAUSE, "sendSavedMMS")
+    assert event.rate == pytest.approx(DECREASE * 50)
+    assert f"everyone paused {E113_PAUSE:.3f} s" in event.reason
+    assert "too short to measure" in event.reason
 
 
 async def test_a_failing_hook_is_logged_not_raised(
