@@ -28,14 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import bench_engine  # the same fast-server launcher (same directory, on sys.path)
 
 from skycore_async import (
     BulkMessage,
@@ -65,23 +64,6 @@ def write_csv(path: Path, count: int) -> None:
         for start in range(0, count, step):
             stop = min(count, start + step)
             handle.write("".join(f"1650{i:07d},Name{i}\n" for i in range(start, stop)))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "fastserver.py"), str(port)], stdout=subprocess.PIPE
-    )
-    assert process.stdout is not None
-    process.stdout.readline()  # "ready"
-    return process, f"http://127.0.0.1:{port}/API/wxml/1.3/index.php"
 
 
 class _Timed:
@@ -163,7 +145,7 @@ def summary(values: list[float]) -> dict[str, Any]:
 
 
 def measure(lines: int, repeats: int) -> dict[str, Any]:
-    server, url = start_server()
+    server, url = bench_engine.start_server()
     try:
         with tempfile.TemporaryDirectory(prefix="skycore-bench-first-") as tmp:
             csv_path = Path(tmp) / "recipients.csv"

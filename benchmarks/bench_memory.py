@@ -37,7 +37,6 @@ import itertools
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,8 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import bench_engine  # the same fast-server launcher (same directory, on sys.path)
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -75,23 +76,6 @@ def write_csv(path: Path, count: int) -> None:
         for start in range(0, count, step):
             stop = min(count, start + step)
             handle.write("".join(f"{number(i)}\n" for i in range(start, stop)))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(HERE / "fastserver.py"), str(port)], stdout=subprocess.PIPE
-    )
-    assert process.stdout is not None
-    process.stdout.readline()  # "ready"
-    return process, f"http://127.0.0.1:{port}/API/wxml/1.3/index.php"
 
 
 def mb(kib: float) -> float:
@@ -430,7 +414,7 @@ def main() -> int:
         return 0
     sizes = [2_000, 20_000] if args.smoke else [10_000, 100_000, 1_000_000]
     http_sizes = sizes[:1] if args.smoke else sizes[:2]
-    server, url = start_server()
+    server, url = bench_engine.start_server()
     try:
         with tempfile.TemporaryDirectory(prefix="skycore-bench-mem-") as tmp:
             result = measure(sizes, http_sizes, Path(tmp), url)
