@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -36,3 +36,19 @@ async def client(emulator: Emulator) -> AsyncIterator[SkycoreClient]:
         throttle=Throttle.testing(),
     ) as skycore:
         yield skycore
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis server on 127.0.0.1 for the whole session; skips, saying why, if none can start."""
+    from redis_server import redis_server
+
+    try:
+        context = redis_server(tmp_path_factory.mktemp("redis"))
+        url = context.__enter__()
+    except RuntimeError as error:
+        pytest.skip(f"no Redis for the scale-out tests: {error}")
+    try:
+        yield url
+    finally:
+        context.__exit__(None, None, None)
