@@ -13,7 +13,7 @@ import ipaddress
 import logging
 import urllib.parse
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -56,6 +56,9 @@ from .validation import validate_request
 __all__ = ["DEFAULT_BASE_URL", "SkycoreClient"]
 
 log = logging.getLogger("skycore_async")
+
+#: A hook run right before each attempt is written; it may return an awaitable to wait for.
+BeforeSend = Callable[[], Awaitable[None] | None]
 
 DEFAULT_BASE_URL: Final = "https://secure.skycore.com/API/wxml/1.3/index.php"
 
@@ -483,20 +486,21 @@ class SkycoreClient:
         self._state = _State.OPENED
 
     async def execute(
-        self, http: HttpRequest, *, before_send: Callable[[], None] | None = None
+        self, http: HttpRequest, *, before_send: BeforeSend | None = None
     ) -> tuple[ApiResponse, int]:
         """Send an encoded request under the throttle and the retry policy.
 
         ``before_send`` runs inside the throttle slot right before each attempt is written
-        (the bulk engine records its write-ahead claim there).
+        (the bulk engine records its write-ahead claim there); when it returns an awaitable
+        (a claim in a shared store), the attempt waits for it, and does not start if it fails.
 
         Returns the successful reply and the number of attempts; raises the last error
         (with ``error.attempts`` set) when the policy gives up.
         """
         try:  # the common case first, inline: one attempt, no bookkeeping
             async with self._throttle.slot(http.action):
-                if before_send is not None:
-                    before_send()
+                if before_send is not None and (claiming := before_send()) is not None:
+                    await claiming
                 response = await self._transport.send(
                     http, connect_timeout=self._timeouts.connect, read_timeout=self._timeouts.read
                 )
@@ -507,7 +511,7 @@ class SkycoreClient:
         return reply, 1
 
     async def _retry_after(
-        self, http: HttpRequest, before_send: Callable[[], None] | None, error: SkycoreError
+        self, http: HttpRequest, before_send: BeforeSend | None, error: SkycoreError
     ) -> tuple[ApiResponse, int]:
         """The retry loop, entered after a first failed attempt."""
         loop = asyncio.get_running_loop()
@@ -544,11 +548,11 @@ class SkycoreClient:
                 error = next_error
 
     async def _attempt(
-        self, http: HttpRequest, before_send: Callable[[], None] | None
+        self, http: HttpRequest, before_send: BeforeSend | None
     ) -> ApiResponse:
         async with self._throttle.slot(http.action):
-            if before_send is not None:
-                before_send()
+            if before_send is not None and (claiming := before_send()) is not None:
+                await claiming
             response = await self._transport.send(
                 http, connect_timeout=self._timeouts.connect, read_timeout=self._timeouts.read
             )
