@@ -341,7 +341,8 @@ class BulkRun:
                 outcome = await self._send(index, *decided)
             finally:
                 self._counts.in_flight -= 1
-            await self._complete(outcome)
+            if outcome is not None:
+                await self._complete(outcome)
 
     def _admit(
         self, index: int, item: str | Recipient | RowError
@@ -388,7 +389,8 @@ class BulkRun:
             )
         return number, recipient
 
-    async def _send(self, index: int, number: str, recipient: Recipient | None) -> Outcome:
+    async def _send(self, index: int, number: str, recipient: Recipient | None) -> Outcome | None:
+        """Send one recipient: its outcome, or None when a campaign-fatal refusal left it unsent."""
         reference = recipient.client_reference if recipient is not None else None
         try:
             http = self._encode(number, recipient)
@@ -399,10 +401,18 @@ class BulkRun:
         try:
             reply, attempts = await self._client.execute(http, before_send=before_send)
         except SkycoreError as exc:
-            if exc.fatal and self._fatal is None:
+            if not exc.fatal:
+                return _from_error(index, number, reference, exc)
+            if self._fatal is None:
                 self._fatal = exc
                 self._stopping.set()
-            return _from_error(index, number, reference, exc)
+            if exc.ambiguous or self._client.retry_policy.retry_ambiguous:
+                return _from_error(index, number, reference, exc)
+            # Refused for the whole campaign (key, billing, quota, shared throttle down):
+            # nothing was sent, so the recipient stays pending and a resume sends it.
+            if journal is not None:
+                journal.release(index)
+            return None
         tracking_id = reply.fields.get("TRACKINGID") or None
         return Outcome(
             index,

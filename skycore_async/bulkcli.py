@@ -72,6 +72,8 @@ def run_bulk(args: argparse.Namespace) -> int:
         return asyncio.run(_bulk(args, key, journal))
     except (SkycoreError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if isinstance(exc, SkycoreError) and exc.fatal and journal.exists():
+            print(f"fix the cause, then resume with:\n  {_resume_command()}", file=sys.stderr)
         return EXIT_FATAL
 
 

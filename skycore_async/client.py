@@ -252,6 +252,11 @@ class SkycoreClient:
         return self._limits
 
     @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy in force."""
+        return self._retry
+
+    @property
     def uses_post_xml(self) -> bool:
         """True when sendSavedMMS travels as POST XML (the bulk engine's template path)."""
         return self._method == "xml"
@@ -547,9 +552,7 @@ class SkycoreClient:
             except SkycoreError as next_error:
                 error = next_error
 
-    async def _attempt(
-        self, http: HttpRequest, before_send: BeforeSend | None
-    ) -> ApiResponse:
+    async def _attempt(self, http: HttpRequest, before_send: BeforeSend | None) -> ApiResponse:
         async with self._throttle.slot(http.action):
             if before_send is not None and (claiming := before_send()) is not None:
                 await claiming

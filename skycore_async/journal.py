@@ -5,7 +5,9 @@ An append-only file of orjson lines:
 * ``{"t": "h", ...}``            header: what the run sends (checked on resume);
 * ``{"t": "c", "i": 7, "to": ..}``  claim: written *before* recipient 7's request goes out;
 * ``{"t": "d", "i": 7, ...}``      done: recipient 7's final outcome;
-* ``{"t": "a", "n": 500}``         ack: the first 500 done-lines were handed to the consumer.
+* ``{"t": "a", "n": 500}``         ack: the first 500 done-lines were handed to the consumer;
+* ``{"t": "r", "i": 7}``           release: recipient 7's claim is void (the API refused the
+  call for a campaign-fatal reason, so nothing was sent): a resume sends it.
 
 The ordering rules are the whole design:
 
@@ -131,6 +133,14 @@ class Journal:
         self._pending.append(orjson.dumps(outcome, default=_done_record) + b"\n")
         self.done_lines += 1
 
+    def release(self, index: int) -> None:
+        """Void ``index``'s claim: it was certainly not sent (buffered like a completion).
+
+        Until the line reaches the file the claim stands, so a crash in between errs on the
+        safe side: the recipient is reported ``unknown`` rather than sent twice.
+        """
+        self._pending.append(b'{"t":"r","i":%d}\n' % index)
+
     def ack(self, delivered: int) -> None:
         """Record that the first ``delivered`` done-lines reached the consumer."""
         self._pending.append(b'{"t":"a","n":%d}\n' % delivered)
@@ -194,6 +204,10 @@ def _read(path: Path, header: Mapping[str, Any]) -> ResumeState:
             _apply_done(state, record)
             done.append((state.done_lines, record))
             state.done_lines += 1
+        elif kind == "r":
+            if state.state_of(record["i"]) == CLAIMED:
+                state._set(record["i"], NEW)
+                state.claimed_to.pop(record["i"], None)
         elif kind == "a":
             state.acked = max(state.acked, int(record["n"]))
             done = [(n, r) for n, r in done if n >= state.acked]

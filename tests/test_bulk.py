@@ -133,22 +133,29 @@ async def test_ambiguous_failures_are_unknown(client: SkycoreClient, emulator: E
     assert emulator.duplicate_recipients() == {}
 
 
-async def test_fatal_error_stops_the_run_after_flushing(emulator: Emulator, tmp_path: Path) -> None:
-    """A wrong key stops the run, delivers what completed, then raises AuthenticationError."""
-    seen: list[Outcome] = []
+async def test_fatal_error_stops_the_run_and_leaves_refused_recipients_for_resume(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    """A wrong key stops the run and raises; refused recipients are not final: resume sends them."""
+    journal = tmp_path / "j"
 
-    async def consume(client: SkycoreClient) -> None:
-        async with client.send_bulk(MESSAGE, numbers(1000), journal=tmp_path / "j") as run:
+    async def consume(client: SkycoreClient, *, resume: bool) -> list[Outcome]:
+        seen: list[Outcome] = []
+        async with client.send_bulk(MESSAGE, numbers(1000), journal=journal, resume=resume) as run:
             async for batch in run:
                 seen.extend(batch.outcomes)
+        return seen
 
     async with make_client(emulator, api_key="bad-key") as client:
         with pytest.raises(AuthenticationError):
-            await consume(client)
-    assert seen
-    assert len(seen) < 1000
-    assert all(o.error_code == "E104" for o in seen)
+            await consume(client, resume=False)
     assert emulator.accepted == []
+    async with make_client(emulator) as client:
+        seen = await consume(client, resume=True)
+    assert sorted(o.index for o in seen) == list(range(1000))
+    assert {o.status for o in seen} == {"sent"}
+    assert len(emulator.accepted) == 1000
+    assert emulator.duplicate_recipients() == {}
 
 
 async def test_backpressure_bounds_how_far_input_is_read(emulator: Emulator) -> None:
