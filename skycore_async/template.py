@@ -24,7 +24,7 @@ def _quote(text: str) -> bytes:
     return urllib.parse.quote_plus(text).encode("ascii")
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)  # the prefix holds the API key: no field-by-field repr
 class SavedMmsTemplate:
     """The form body of a request whose fields are all fixed except ``TO``.
 

@@ -7,7 +7,9 @@ distinction that matters for a send that has no idempotency key:
 * the request may have gone out (read timeout, reset, broken reply) ->
   :class:`OutcomeUnknownError`.
 
-Nothing here logs a request body or a GET query string: both carry the API key.
+Nothing here logs a request body or a GET query string: both carry the API key. Redirects are
+not followed (a 307 would resend the body, key included, wherever the server points), and
+errors raised for a GET never quote or chain aiohttp's exception, whose text may hold the URL.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple, Protocol
@@ -142,19 +145,35 @@ class AiohttpTransport:
                 data=request.body,
                 headers=request.headers,
                 timeout=timeout,
+                allow_redirects=False,
             ) as response:
+                status = response.status
+                if 300 <= status < 400:
+                    raise ProtocolError(
+                        f"HTTP {status}: redirect refused (the request carries the API key; "
+                        "set base_url to the final endpoint)",
+                        status=status,
+                    )
                 length = response.content_length
-                if length is not None and length <= self._max_bytes:
+                # A compressed reply's Content-Length is its compressed size: stream it, so
+                # the cap applies to what it inflates to (a gzip bomb is refused, not read).
+                if (
+                    length is not None
+                    and length <= self._max_bytes
+                    and "Content-Encoding" not in response.headers
+                ):
                     body = await response.read()
                 else:
                     body = await self._read_capped(response, length)
                 # The raw header: parsing it (response.content_type) costs more than it is worth.
-                status = response.status
                 content_type = response.headers.get("Content-Type", "")
         except (TransportError, ProtocolError):
             raise
         except Exception as exc:
-            raise _translate(exc, request) from exc
+            error = _translate(exc, request)
+            if request.method == "GET":  # aiohttp's exception may quote the URL, key included
+                raise error from None
+            raise error from exc
         if started:
             elapsed = (time.perf_counter() - started) * 1000
             log.debug("HTTP %s %s -> %d (%.1f ms)", request.method, request.action, status, elapsed)
@@ -199,18 +218,27 @@ class AiohttpTransport:
 def _translate(exc: BaseException, request: HttpRequest) -> TransportError:
     """One ladder from aiohttp/OS failures to "never sent" or "outcome unknown"."""
     where = f"{request.method} {request.action or 'request'}"
+    detail = _detail(exc, request)
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
-        return ConnectTimeoutError(f"{where}: timed out connecting ({exc})")
+        return ConnectTimeoutError(f"{where}: timed out connecting ({detail})")
     if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.InvalidURL):
-        return ConnectError(f"{where}: could not connect ({exc})")
+        return ConnectError(f"{where}: could not connect ({detail})")
     if isinstance(exc, aiohttp.SocketTimeoutError | TimeoutError):
         return ResponseTimeoutError(
             f"{where}: no answer within the read timeout; it may have been delivered"
         )
     return ConnectionLostError(
-        f"{where}: connection lost after the request started ({type(exc).__name__}: {exc}); "
-        "it may have been delivered"
+        f"{where}: connection lost after the request started ({detail}); it may have been delivered"
     )
+
+
+_QUERY = re.compile(r"\?[^\s'\"<>()\[\]]*")
+
+
+def _detail(exc: BaseException, request: HttpRequest) -> str:
+    """``Type: text`` of an aiohttp failure; query strings cut for a GET (they hold the key)."""
+    text = f"{type(exc).__name__}: {exc}"
+    return _QUERY.sub("?<query hidden>", text) if request.method == "GET" else text
 
 
 Handler = Callable[[HttpRequest], "HttpResponse | Awaitable[HttpResponse]"]
