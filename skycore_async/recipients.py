@@ -26,6 +26,14 @@ NUMBER_COLUMNS: Final = ("to", "phone", "number", "mobile", "msisdn")
 _SPECIAL: Final = {"client_reference", "custom_subject", "custom_text"}
 #: Longest line a reader accepts; longer rows become a RowError (and do not hold memory).
 MAX_LINE_BYTES: Final = 64 * 1024
+#: Byte-order marks of encodings whose lines cannot be split on b"\n" (UTF-32 first: its
+#: little-endian mark starts with UTF-16's).
+_WIDE_BOMS: Final = (
+    (codecs.BOM_UTF32_LE, "UTF-32"),
+    (codecs.BOM_UTF32_BE, "UTF-32"),
+    (codecs.BOM_UTF16_LE, "UTF-16"),
+    (codecs.BOM_UTF16_BE, "UTF-16"),
+)
 
 
 @attrs.frozen
@@ -82,12 +90,20 @@ def _lines(path: str | Path) -> Iterator[tuple[int, str | None]]:
             if raw is None:
                 yield number, None
                 continue
-            if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8) :]
+            if number == 1:
+                raw = _strip_bom(raw, path)
             try:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError:
                 yield number, None
+
+
+def _strip_bom(first_line: bytes, path: str | Path) -> bytes:
+    """The first line without a UTF-8 BOM; ValueError for a UTF-16/32 file (not line-based)."""
+    for bom, encoding in _WIDE_BOMS:
+        if first_line.startswith(bom):
+            raise ValueError(f"{path} is {encoding}-encoded; save it as UTF-8")
+    return first_line.removeprefix(codecs.BOM_UTF8)
 
 
 def _bounded_lines(handle: io.BufferedReader) -> Iterator[bytes | None]:
@@ -110,7 +126,12 @@ def read_csv(path: str | Path) -> Iterator[Recipient | RowError]:
     The number comes from a ``to``/``phone``/``number``/``mobile``/``msisdn`` column;
     ``client_reference``, ``custom_subject`` and ``custom_text`` columns are used as such;
     every other non-empty column becomes a ``data`` merge tag. Blank lines are skipped (they
-    are not recipients); every other unusable row is yielded as a :class:`RowError`.
+    are not recipients); every other unusable row is yielded as a :class:`RowError`. Each
+    line is one row: a line whose quoted field does not close on it is a RowError (the line
+    that continues it is read as a row of its own).
+
+    Raises:
+        ValueError: the file is empty, UTF-16/32-encoded, or its header is unusable.
     """
     lines = _lines(path)
     header, number_column = _read_header(lines)
@@ -127,7 +148,10 @@ def _read_header(lines: Iterator[tuple[int, str | None]]) -> tuple[list[str], in
             raise ValueError(f"line {line_number}: the CSV header is not UTF-8 or is too long")
         if not text.strip():
             continue
-        header = [name.strip().lower() for name in next(csv.reader([text]))]
+        try:
+            header = [name.strip().lower() for name in next(csv.reader([text]))]
+        except csv.Error as exc:  # e.g. a CR-only line ending inside the "line"
+            raise ValueError(f"line {line_number}: unreadable CSV header: {exc}") from None
         for candidate in NUMBER_COLUMNS:
             if candidate in header:
                 return header, header.index(candidate)
@@ -141,7 +165,7 @@ def _csv_row(
     line_number: int, text: str, header: list[str], number_column: int
 ) -> Recipient | RowError:
     try:
-        values = next(csv.reader([text]))
+        values = _csv_values(text)
     except csv.Error as exc:
         return RowError(line_number, f"unreadable CSV row: {exc}")
     if len(values) <= number_column or not values[number_column].strip():
@@ -160,11 +184,30 @@ def _csv_row(
     )
 
 
+def _csv_values(text: str) -> list[str]:
+    """One line's fields; an unclosed quote is an error (rows are never joined across lines).
+
+    Otherwise as lenient as the csv module's default (``a,"b"c`` reads as ``a``, ``bc``).
+    """
+    try:
+        return next(csv.reader([text], strict=True))
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            raise csv.Error(
+                "a quoted field is not closed on this line (line breaks inside fields "
+                "are not supported)"
+            ) from None
+    return next(csv.reader([text]))
+
+
 def read_jsonl(path: str | Path) -> Iterator[Recipient | RowError]:
     """Stream recipients from a JSON-lines file: one object (or bare number string) per line.
 
     Objects take the keys ``to`` (or ``phone``), ``data`` (an object), ``custom_text``,
     ``custom_subject`` and ``client_reference``.
+
+    Raises:
+        ValueError: the file is UTF-16/32-encoded (on the first ``next()``).
     """
     for line_number, text in _lines(path):
         if text is None:
@@ -178,12 +221,13 @@ def _json_row(line_number: int, text: str) -> Recipient | RowError:
         value: Any = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
         return RowError(line_number, f"invalid JSON: {exc}")
-    if isinstance(value, str | int):
-        return Recipient(to=str(value))
+    if _is_number(value):
+        bare = str(value).strip()
+        return Recipient(to=bare) if bare else RowError(line_number, "empty number")
     if not isinstance(value, dict):
         return RowError(line_number, "expected an object or a number")
     to = value.get("to", value.get("phone"))
-    if not isinstance(to, str | int) or not str(to).strip():
+    if not _is_number(to) or not str(to).strip():
         return RowError(line_number, "no 'to' field")
     try:
         return Recipient(
@@ -195,6 +239,11 @@ def _json_row(line_number: int, text: str) -> Recipient | RowError:
         )
     except (TypeError, ValueError) as exc:
         return RowError(line_number, str(exc), to=str(to))
+
+
+def _is_number(value: Any) -> bool:
+    """A number as JSON may give it: a string or an integer (``true`` is not one)."""
+    return isinstance(value, str | int) and not isinstance(value, bool)
 
 
 def _opt_str(value: Any) -> str | None:

@@ -373,6 +373,17 @@ def _decode_failure(body: bytes, content_type: str, exc: ProtocolError) -> _Reje
     return _Reject("E100", f"{describe_code('E100')} ({exc})")
 
 
+def _request_to(body: bytes, content_type: str, request: web.Request) -> str | None:
+    """The ``TO`` a request carries, or None when it has none or cannot be decoded."""
+    try:
+        decoded, _ = decode_request(
+            body, content_type=content_type, query=list(request.query.items())
+        )
+    except ProtocolError:
+        return None
+    return _text(decoded.get("TO"))
+
+
 def _has_audio_or_video(slides: Any) -> bool:
     items = slides if isinstance(slides, list) else [slides]
     return any(isinstance(s, Mapping) and (s.get("AUDIO") or s.get("VIDEO")) for s in items)
@@ -405,6 +416,10 @@ class Emulator:
         requests_received: HTTP requests received.
         answers: how each request was answered: ``"Success"``, an E-code, or
             ``"DROP_BEFORE_ACCEPT"``, ``"DROP_AFTER_ACCEPT"``, ``"TRUNCATED"``, ``"HTML_502"``.
+        faults: every request whose answer an injected fault spoiled, in order, as
+            (that fault's name in ``answers``, the request's ``TO`` or None): what a client
+            may rightly report as "unknown" (the ``*_AFTER_ACCEPT``/``TRUNCATED`` ones are
+            also in ``accepted``).
         postbacks_sent: notifications posted successfully (a duplicate appears twice).
         postback_failures: notifications given up after :data:`POSTBACK_ATTEMPTS` attempts.
     """
@@ -505,6 +520,7 @@ class Emulator:
         self.accepted: list[AcceptedSend] = []
         self.requests_received = 0
         self.answers: collections.Counter[str] = collections.Counter()
+        self.faults: list[tuple[str, str | None]] = []
         self.postbacks_sent: list[Notification] = []
         self.postback_failures = 0
         self._rng = random.Random(self.settings.seed)
@@ -565,18 +581,22 @@ class Emulator:
         body, content_type = await self._read(request)
         settings, rng = self.settings, self._rng
         if _chance(rng, settings.drop_before_accept):
+            self.faults.append(("DROP_BEFORE_ACCEPT", _request_to(body, content_type, request)))
             return await self._drop(request, "DROP_BEFORE_ACCEPT")
         if _chance(rng, settings.html_error_rate):
+            self.faults.append(("HTML_502", _request_to(body, content_type, request)))
             await self._pause()
             self.answers["HTML_502"] += 1
             return web.Response(status=502, text=_HTML_502, content_type="text/html")
         answer = self._process(body, content_type, list(request.query.items()))
         if answer.code == "Success" and _chance(rng, settings.drop_after_accept):
+            self.faults.append(("DROP_AFTER_ACCEPT", dict(answer.fields).get("TO")))
             return await self._drop(request, "DROP_AFTER_ACCEPT")
         payload = _encode_reply(answer.fields, answer.dialect)
         code = answer.code
         if code == "Success" and _chance(rng, settings.truncated_after_accept):
             payload, code = payload[: len(payload) // 2], "TRUNCATED"
+            self.faults.append((code, dict(answer.fields).get("TO")))
         await self._pause()
         self.answers[code] += 1
         return web.Response(body=payload, headers=_XML_HEADERS)
