@@ -13,7 +13,9 @@ The emulator for tests lives in :mod:`skycore_async.testing`.
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from .bulk import BulkMessage, BulkRun
 from .client import DEFAULT_BASE_URL, SkycoreClient
@@ -38,6 +40,7 @@ from .errors import (
     ServerError,
     SkycoreError,
     ThrottledError,
+    ThrottleUnavailableError,
     ThroughputExceededError,
     TransportError,
     ValidationError,
@@ -59,8 +62,48 @@ from .receiver import make_postback_app, serve_postbacks
 from .recipients import Recipient, RowError, read_csv, read_jsonl, read_recipients
 from .reconcile import Reconciler, Report, reconcile_files, render_text
 from .retry import RetryEvent
-from .throttle import Throttle, ThrottleEvent, ThrottleStats
+from .throttle import Throttle, ThrottleEvent, ThrottleLike, ThrottleStats
 from .transport import HttpRequest, HttpResponse, MockTransport
+
+if TYPE_CHECKING:
+    from .campaign import (
+        CampaignError,
+        CampaignStatus,
+        CampaignWorker,
+        campaign_results,
+        campaign_status,
+        load_campaign,
+    )
+    from .redis_throttle import RedisThrottle, account_from_api_key
+
+#: Names served by optional extras, imported on first use: ``import skycore_async`` works
+#: without them installed.
+_LAZY = {
+    "RedisThrottle": "redis_throttle",
+    "account_from_api_key": "redis_throttle",
+    **dict.fromkeys(
+        ("CampaignError", "CampaignStatus", "CampaignWorker", "campaign_results",
+         "campaign_status", "load_campaign"),
+        "campaign",
+    ),
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        value = getattr(import_module(f".{module}", __name__), name)
+    except ImportError as error:
+        if not (error.name or "").startswith("redis"):
+            raise
+        raise ImportError(
+            f"skycore_async.{name} needs the redis extra: pip install 'skycore-async[redis]'"
+        ) from error
+    globals()[name] = value
+    return value
+
 
 try:
     __version__ = version("skycore-async")
@@ -76,7 +119,10 @@ __all__ = [
     "BulkMessage",
     "BulkRun",
     "CallIntervalError",
+    "CampaignError",
     "CampaignSendResult",
+    "CampaignStatus",
+    "CampaignWorker",
     "ClientStateError",
     "ConnectError",
     "ConnectTimeoutError",
@@ -102,6 +148,7 @@ __all__ = [
     "Recipient",
     "RecipientError",
     "Reconciler",
+    "RedisThrottle",
     "Report",
     "ResponseTimeoutError",
     "ResultBatch",
@@ -116,14 +163,20 @@ __all__ = [
     "Slide",
     "Throttle",
     "ThrottleEvent",
+    "ThrottleLike",
     "ThrottleStats",
+    "ThrottleUnavailableError",
     "ThrottledError",
     "ThroughputExceededError",
     "Timeouts",
     "TransportError",
     "ValidationError",
     "__version__",
+    "account_from_api_key",
+    "campaign_results",
+    "campaign_status",
     "decode_notifications",
+    "load_campaign",
     "make_postback_app",
     "read_csv",
     "read_jsonl",

@@ -47,7 +47,7 @@ from .validation import normalize_number, validate_request
 if TYPE_CHECKING:
     from .client import SkycoreClient
 
-__all__ = ["BulkMessage", "BulkRun"]
+__all__ = ["BulkMessage", "BulkRun", "MessageEncoder"]
 
 log = logging.getLogger("skycore_async")
 
@@ -95,6 +95,43 @@ class BulkMessage:
     def journal_header(self) -> dict[str, Any]:
         """What a journal records to recognise this message on resume."""
         return {"action": "sendSavedMMS", "mms_id": str(self.mms_id), "from": self.from_}
+
+
+class MessageEncoder:
+    """Encodes a :class:`BulkMessage` for one recipient after another, as cheaply as possible.
+
+    Validates the shared message once (raising ``ValidationError``) and, for POST XML, encodes
+    its shared part once (:class:`SavedMmsTemplate`): a plain recipient then costs only the
+    number. Personalised recipients go through the client's regular build/validate/encode.
+    """
+
+    def __init__(self, client: SkycoreClient, message: BulkMessage) -> None:
+        self._client = client
+        self._message = message
+        kwargs = {"to": "10000000000", **message.send_kwargs(None)}
+        probe = client.build_request("sendSavedMMS", to_fields("sendSavedMMS", kwargs))
+        validate_request(probe, client.dialect)
+        self._template: SavedMmsTemplate | None = None
+        if client.uses_post_xml:
+            shared = {k: v for k, v in probe.fields.items() if k != "TO"}
+            self._template = SavedMmsTemplate.build(
+                attrs.evolve(probe, fields=shared), client.dialect
+            )
+
+    def encode(self, number: str, recipient: Recipient | None) -> HttpRequest:
+        """The HTTP request for one (normalised) number; ``ValidationError`` if invalid."""
+        if self._template is not None and (recipient is None or recipient.is_plain):
+            return HttpRequest(
+                "POST",
+                self._client.base_url,
+                body=self._template.body(number),
+                headers=_FORM_HEADERS,
+                action="sendSavedMMS",
+            )
+        kwargs = {"to": number, **self._message.send_kwargs(recipient)}
+        request = self._client.build_request("sendSavedMMS", to_fields("sendSavedMMS", kwargs))
+        validate_request(request, self._client.dialect)
+        return self._client.encode(request)
 
 
 @attrs.define
@@ -159,7 +196,7 @@ class BulkRun:
         self._counts = _Counters()
         self._journal: Journal | None = None
         self._state = ResumeState()
-        self._template: SavedMmsTemplate | None = None
+        self._encoder: MessageEncoder | None = None
         self._batch: list[Outcome] = []
         self._batch_number = 0
         self._delivered = 0
@@ -198,14 +235,7 @@ class BulkRun:
 
     def _prepare(self) -> None:
         """Validate the shared message once, encode it once, open the journal (no I/O yet)."""
-        kwargs = {"to": "10000000000", **self._message.send_kwargs(None)}
-        probe = self._client.build_request("sendSavedMMS", to_fields("sendSavedMMS", kwargs))
-        validate_request(probe, self._client.dialect)
-        if self._client.uses_post_xml:
-            shared = {k: v for k, v in probe.fields.items() if k != "TO"}
-            self._template = SavedMmsTemplate.build(
-                attrs.evolve(probe, fields=shared), self._client.dialect
-            )
+        self._encoder = MessageEncoder(self._client, self._message)
         if self._journal_path is not None:
             self._journal, self._state = Journal.open(
                 self._journal_path,
@@ -393,7 +423,7 @@ class BulkRun:
         """Send one recipient: its outcome, or None when a campaign-fatal refusal left it unsent."""
         reference = recipient.client_reference if recipient is not None else None
         try:
-            http = self._encode(number, recipient)
+            http = self._encoder.encode(number, recipient)  # type: ignore[union-attr]
         except ValidationError as exc:
             return _failed(index, number, reference, exc)
         journal = self._journal
@@ -422,20 +452,6 @@ class BulkRun:
             attempts=attempts,
             client_reference=reference,
         )
-
-    def _encode(self, number: str, recipient: Recipient | None) -> HttpRequest:
-        if self._template is not None and (recipient is None or recipient.is_plain):
-            return HttpRequest(
-                "POST",
-                self._client.base_url,
-                body=self._template.body(number),
-                headers=_FORM_HEADERS,
-                action="sendSavedMMS",
-            )
-        kwargs = {"to": number, **self._message.send_kwargs(recipient)}
-        request = self._client.build_request("sendSavedMMS", to_fields("sendSavedMMS", kwargs))
-        validate_request(request, self._client.dialect)
-        return self._client.encode(request)
 
     # ------------------------------------------------------------------ batches and progress
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import orjson
 
 from .bulkcli import add_bulk_command
+from .campaigncli import add_campaign_commands
 from .client import DEFAULT_BASE_URL, SkycoreClient
 from .errors import SkycoreError
 from .postbackcli import add_postback_commands
@@ -116,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_emulator(commands)
     _add_send(commands)
     add_bulk_command(commands)
+    add_campaign_commands(commands)
     add_postback_commands(commands)
     return parser
 

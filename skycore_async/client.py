@@ -49,7 +49,7 @@ from .protocol import (
     raise_for_failure,
 )
 from .retry import Decision, RetryEvent, decide
-from .throttle import Throttle, ThrottleEvent
+from .throttle import Throttle, ThrottleEvent, ThrottleLike
 from .transport import FORM_CONTENT_TYPE, AiohttpTransport, HttpRequest, Transport
 from .validation import validate_request
 
@@ -161,7 +161,7 @@ class SkycoreClient:
         limits: Limits | None = None,
         retry: RetryPolicy | None = None,
         transport: Transport | None = None,
-        throttle: Throttle | None = None,
+        throttle: ThrottleLike | None = None,
         on_throttle: Callable[[ThrottleEvent], None] | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
     ) -> None:
@@ -178,7 +178,9 @@ class SkycoreClient:
         self._retry = retry or RetryPolicy()
         if throttle is not None and (limits is not None or on_throttle is not None):
             raise ValueError("give limits/on_throttle, or a ready throttle, not both")
-        self._throttle = throttle or Throttle(limits or Limits(), on_throttle=on_throttle)
+        self._throttle: ThrottleLike = throttle or Throttle(
+            limits or Limits(), on_throttle=on_throttle
+        )
         self._limits = self._throttle.limits
         self._transport: Transport = transport or AiohttpTransport(
             pool_size=max(self._limits.concurrency, 10)
@@ -232,7 +234,7 @@ class SkycoreClient:
         return clone
 
     @property
-    def throttle(self) -> Throttle:
+    def throttle(self) -> ThrottleLike:
         """The shared throttle (its ``stats`` give sent/throttled/retried and rates)."""
         return self._throttle
 

@@ -23,7 +23,9 @@ The tree::
     │   ├── InvalidRequestError             fix the request, template or account setting
     │   ├── RecipientError                  permanent for this number
     │   └── ServerError                     transient on Skycore's side: retry with backoff
-    └── ClientStateError (also RuntimeError) misuse: client not opened, or closed
+    ├── ClientStateError (also RuntimeError) misuse: client not opened, or closed
+    └── ThrottleUnavailableError            the shared throttle's store (Redis) cannot be
+                                            reached: nothing was sent (campaign-fatal)
 
 "Ambiguous" errors (``OutcomeUnknownError`` and ``ProtocolError``) mean the request may have been
 acted on: Skycore has no idempotency key, so they are never retried unless the caller opts in.
@@ -58,6 +60,7 @@ __all__ = [
     "ResponseTimeoutError",
     "ServerError",
     "SkycoreError",
+    "ThrottleUnavailableError",
     "ThrottledError",
     "ThroughputExceededError",
     "TransportError",
@@ -94,6 +97,18 @@ class SkycoreError(Exception):
 
 class ClientStateError(SkycoreError, RuntimeError):
     """The client was used outside ``async with`` or after it was closed."""
+
+
+class ThrottleUnavailableError(SkycoreError):
+    """The shared throttle (Redis) could not be asked for a slot, so nothing was sent.
+
+    Raised by :class:`~skycore_async.redis_throttle.RedisThrottle` when Redis is unreachable,
+    times out or fails: a worker never falls back to an unshared limit. Not ambiguous (the
+    call was never written) and campaign-fatal: the run stops and its pending recipients stay
+    pending for a resume.
+    """
+
+    fatal: ClassVar[bool] = True
 
 
 class ValidationError(SkycoreError, ValueError):

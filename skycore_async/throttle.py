@@ -66,8 +66,9 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Final, NamedTuple, TypeAlias
+from typing import Final, NamedTuple, Protocol, TypeAlias
 
 import attrs
 from aiolimiter import AsyncLimiter
@@ -75,7 +76,7 @@ from aiolimiter import AsyncLimiter
 from .config import DEFAULT_LIMITS, Limits
 from .errors import CallIntervalError, QuotaExceededError, ThrottledError
 
-__all__ = ["Permit", "Throttle", "ThrottleEvent", "ThrottleStats"]
+__all__ = ["Permit", "Throttle", "ThrottleEvent", "ThrottleLike", "ThrottleStats"]
 
 _log = logging.getLogger("skycore_async")
 
@@ -163,6 +164,50 @@ class ThrottleStats:
     min_interval: float
     in_flight: int
     waiting: int
+
+
+class ThrottleLike(Protocol):
+    """What :class:`~skycore_async.SkycoreClient` needs from a throttle.
+
+    :class:`Throttle` (one process) and :class:`~skycore_async.redis_throttle.RedisThrottle`
+    (shared through Redis) both provide it. The client enters ``slot(action)`` around each
+    attempt, then calls ``on_success`` or, for a throttled answer, ``on_throttled`` right
+    after the slot's exit (no ``await`` in between), and ``on_retry`` before each resend.
+    """
+
+    @property
+    def limits(self) -> Limits:
+        """The configuration the throttle enforces."""
+        ...
+
+    def slot(self, action: str) -> AbstractAsyncContextManager[Permit]:
+        """Wait until ``action`` may be sent; the context is the call's time in flight."""
+        ...
+
+    def on_success(self, action: str) -> None:
+        """Record a successful call."""
+        ...
+
+    def on_throttled(self, action: str, error: ThrottledError) -> float:
+        """Adapt to a throttled answer; return the pause applied to every sender, in s."""
+        ...
+
+    def on_retry(self, action: str) -> None:
+        """Count a resend of ``action``."""
+        ...
+
+    def current_rate(self, action: str) -> float | None:
+        """The action's rate limit now in calls/s (None = unlimited)."""
+        ...
+
+    def measured_rate(self, action: str) -> float:
+        """Calls/s granted to ``action`` recently."""
+        ...
+
+    @property
+    def stats(self) -> ThrottleStats:
+        """A snapshot of counters, rates and gates."""
+        ...
 
 
 @attrs.define
