@@ -3,6 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo test lint typecheck check bench bench-smoke emulator clean
 
@@ -29,12 +30,16 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
 ## bench: every benchmark, one combined table (a few minutes; never part of `make test`)
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 ## bench-smoke: every benchmark in smoke mode (seconds; CI runs this so they cannot rot)
-bench-smoke: $(STAMP)
+bench-smoke: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run_all.py --smoke
 
 ## emulator: run the local Skycore emulator on port 8080

@@ -1,5 +1,10 @@
-"""Shared helpers for the benchmarks: CPU pinning, result files, time windows, and an
-emulator in its own process.
+"""Shared helpers for the benchmarks: CPU pinning, result files, figure rows for the combined
+table, time windows, and an emulator in its own process.
+
+Figure rows: each script calls :func:`report_figures` with its headline figures (letter,
+label, result, target, verdict). When ``run_all.py`` runs the script it sets
+``SKYCORE_BENCH_FIGURES`` to a file path, and the rows are appended there as JSON lines; the
+combined table is built from them, not by scraping output.
 
 The emulator process (``python benchmarks/_common.py emulator SETTINGS_JSON``) pins itself to
 CPU 1, preloads template 35674, prints ``ready URL`` and serves until it reads ``report`` on
@@ -22,6 +27,7 @@ from typing import Any
 
 import orjson
 
+FIGURES_ENV = "SKYCORE_BENCH_FIGURES"
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 TEMPLATE_ID = "35674"
@@ -43,6 +49,26 @@ def write_result(name: str, data: Any) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
     return path
+
+
+def figure(
+    key: str, label: str, result: str, target: str = "", passed: bool | None = None
+) -> dict[str, Any]:
+    """One row of the combined table: ``key`` is the figure letter (a-f) or ``p`` for peers.
+
+    ``passed`` is None for a figure without a target (shown as ``-``).
+    """
+    verdict = "-" if passed is None else ("PASS" if passed else "MISS")
+    return {"key": key, "label": label, "result": result, "target": target, "verdict": verdict}
+
+
+def report_figures(rows: Iterable[dict[str, Any]]) -> None:
+    """Hand figure rows to ``run_all.py`` (a no-op when the script runs on its own)."""
+    path = os.environ.get(FIGURES_ENV)
+    if path:
+        with open(path, "ab") as handle:
+            for row in rows:
+                handle.write(orjson.dumps(row) + b"\n")
 
 
 def per_second(times: Iterable[float], start: float, seconds: int) -> list[int]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from _common import figure, report_figures
 
 from skycore_async import BulkMessage, Limits, SkycoreClient
 from skycore_async.fields import ApiRequest
@@ -126,6 +127,14 @@ def report(result: dict[str, Any]) -> None:
         print(f"  {label} : {rate:8.0f} sends/s  {cpu:6.1f} us CPU/send")
     verdict = "meets" if result["ratio"] >= 0.75 else "MISSES"
     print(f"  ratio engine/raw : {result['ratio']:.2f}  ({verdict} the 0.75 target)")
+    report_figures([
+        figure("a", "engine / raw aiohttp loop, sends/s (journal + dedupe on)",
+               f"{result['ratio']:.2f}", ">= 0.75", result["ratio"] >= 0.75),
+        figure("a", "client CPU per send: engine, raw aiohttp loop",
+               f"{med['engine_cpu_us']:.0f} us, {med['raw_cpu_us']:.0f} us"),
+        figure("a", "sends/s: engine, raw aiohttp loop",
+               f"{med['engine_per_s']:.0f}, {med['raw_per_s']:.0f}"),
+    ])  # fmt: skip
 
 
 def main() -> int:

@@ -16,7 +16,7 @@ running the same engine against the real loopback server (``fastserver.py``) at 
 clears that list so the double itself does not grow.
 
     python benchmarks/bench_memory.py             # full: 10k, 100k, 1M (~3-5 min)
-    python benchmarks/bench_memory.py --smoke     # 2k and 20k, seconds
+    python benchmarks/bench_memory.py --smoke     # 1k and 5k, seconds
     python benchmarks/bench_memory.py --diagnose  # also a tracemalloc diff, 100k -> 1M (+~7 min)
 
 Also printed: a baseline (a child that only imports skycore_async and aiohttp), a control
@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_engine  # the same fast-server launcher (same directory, on sys.path)
+from _common import figure, report_figures
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -335,6 +336,12 @@ def report(result: dict[str, Any]) -> None:
         print(f"  {sizes} ratio with dedupe off (control, not the target): "
               f"{result['control_ratio']:.2f}")  # fmt: skip
     growth(result)
+    report_figures(
+        figure("d", f"peak RSS {label(v['to'])} / {label(v['from'])} ({v['source']})",
+               f"{v['ratio']:.3f} ({mb(_peak(result, v['source'], v['to'])):.1f} MB vs "
+               f"{mb(_peak(result, v['source'], v['from'])):.1f} MB)", f"<= {TARGET}", v["pass"])
+        for v in result["verdicts"]
+    )  # fmt: skip
     http = [r for r in result["rows"] if r["transport"] == "http"]
     for row in http:
         same = next(
@@ -347,6 +354,14 @@ def report(result: dict[str, Any]) -> None:
             extra = mb(row["peak_rss_kib"] - same["peak_rss_kib"])
             print(f"  HTTP stack (aiohttp, real loopback server) at {label(row['count'])}: "
                   f"{extra:+.1f} MB over the instant transport")  # fmt: skip
+
+
+def _peak(result: dict[str, Any], source: str, count: int) -> int:
+    """Peak RSS (KiB) of the instant-transport row for ``source`` at ``count``."""
+    return int(next(
+        r["peak_rss_kib"] for r in result["rows"]
+        if r["source"] == source and r["transport"] == "instant" and r["count"] == count
+    ))  # fmt: skip
 
 
 def growth(result: dict[str, Any]) -> None:
@@ -405,14 +420,14 @@ def _short(where: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="2k and 20k only, for CI")
+    parser.add_argument("--smoke", action="store_true", help="1k and 5k only, for CI")
     parser.add_argument("--diagnose", action="store_true", help="always run the tracemalloc diff")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_main(json.loads(args.child))
         return 0
-    sizes = [2_000, 20_000] if args.smoke else [10_000, 100_000, 1_000_000]
+    sizes = [1_000, 5_000] if args.smoke else [10_000, 100_000, 1_000_000]
     http_sizes = sizes[:1] if args.smoke else sizes[:2]
     server, url = bench_engine.start_server()
     try:

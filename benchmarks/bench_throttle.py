@@ -28,6 +28,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -38,14 +39,18 @@ import attrs
 import orjson
 from _common import (
     CLIENT_CPU,
+    RESULTS,
     TEMPLATE_ID,
     EmulatorProcess,
     between,
+    figure,
     max_in_window,
     per_second,
     pin_to_cpu,
+    report_figures,
     write_result,
 )
+from plot_throttle import plot
 
 from skycore_async import (
     BulkMessage,
@@ -351,6 +356,19 @@ def print_details(r: dict[str, Any]) -> None:
         print("  " + Target(**fields).describe())
 
 
+def draw(results: list[dict[str, Any]], smoke: bool) -> None:
+    """The rate-over-time PNG: results/throttle.png (smoke: drawn in a temp dir, not kept)."""
+    if smoke:
+        with tempfile.TemporaryDirectory() as tmp:
+            drawn = plot(results, Path(tmp) / "throttle.png")
+            if drawn is not None and drawn.stat().st_size == 0:
+                raise RuntimeError("the throttle plot is empty")
+        print("\nplot: drawn (smoke mode: not kept)" if drawn else "\nplot: nothing to plot")
+        return
+    drawn = plot(results, RESULTS / "throttle.png")
+    print(f"\nplot saved to {drawn}" if drawn else "\nplot: nothing to plot")
+
+
 def main() -> int:
     """Run every scenario (or those named), print the table, save the series."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -371,6 +389,12 @@ def main() -> int:
         print(f"\nresults saved to {args.json}")
     elif not args.smoke:
         print(f"\nresults saved to {write_result('throttle', results)}")
+    draw(results, args.smoke)
+    report_figures(
+        figure("c", f"throttle {r['name']}: {t['label']}", f"{t['value']:.4g}",
+               f"{'<=' if t['at_most'] else '>='} {t['bound']:.4g}", t["passed"])
+        for r in results for t in r["targets"]
+    )  # fmt: skip
     missed = [t for r in results for t in r["targets"] if not t["passed"]]
     if missed and not args.smoke:
         print(f"{len(missed)} target(s) missed")
