@@ -4,7 +4,8 @@ An append-only file of orjson lines:
 
 * ``{"t": "h", ...}``            header: what the run sends (checked on resume);
 * ``{"t": "c", "i": 7, "to": ..}``  claim: written *before* recipient 7's request goes out;
-* ``{"t": "d", "i": 7, ...}``      done: recipient 7's final outcome;
+* ``{"t": "d", "o": [7, ...]}``    done: recipient 7's final outcome (the Outcome's fields
+  in order; version 1 journals wrote them as an object, which is still read);
 * ``{"t": "a", "n": 500}``         ack: the first 500 done-lines were handed to the consumer;
 * ``{"t": "r", "i": 7}``           release: recipient 7's claim is void (the API refused the
   call for a campaign-fatal reason, so nothing was sent): a resume sends it.
@@ -38,7 +39,7 @@ from .outcomes import STATUSES, Outcome
 
 __all__ = ["Journal", "JournalMismatchError", "ResumeState"]
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 # Per-index states in ResumeState.status.
 NEW: Final = 0
 CLAIMED: Final = 1
@@ -130,7 +131,7 @@ class Journal:
 
     def complete(self, outcome: Outcome) -> None:
         """Record ``outcome`` as final (buffered: written with the next claim or flush)."""
-        self._pending.append(orjson.dumps(outcome, default=_done_record) + b"\n")
+        self._pending.append(b'{"t":"d","o":%b}\n' % orjson.dumps(outcome[:]))
         self.done_lines += 1
 
     def release(self, index: int) -> None:
@@ -167,13 +168,6 @@ class Journal:
             self._fd = -1
 
 
-def _done_record(outcome: Outcome) -> dict[str, Any]:
-    # orjson calls this for the Outcome; one dict, serialised in C, no intermediate copy.
-    record = outcome.to_record()
-    record["t"] = "d"
-    return record
-
-
 def _line(record: Mapping[str, Any]) -> bytes:
     return orjson.dumps(record) + b"\n"
 
@@ -192,7 +186,7 @@ def _records(path: Path) -> Iterator[dict[str, Any]]:
 
 def _read(path: Path, header: Mapping[str, Any]) -> ResumeState:
     state = ResumeState()
-    done: list[tuple[int, dict[str, Any]]] = []  # only the unacked tail is kept
+    done: list[tuple[int, Outcome]] = []  # only the unacked tail is kept
     for record in _records(path):
         kind = record.get("t")
         if kind == "h":
@@ -201,8 +195,9 @@ def _read(path: Path, header: Mapping[str, Any]) -> ResumeState:
             state._set(record["i"], CLAIMED)
             state.claimed_to[record["i"]] = record["to"]
         elif kind == "d":
-            _apply_done(state, record)
-            done.append((state.done_lines, record))
+            outcome = Outcome(*record["o"]) if "o" in record else Outcome.from_record(record)
+            _apply_done(state, outcome)
+            done.append((state.done_lines, outcome))
             state.done_lines += 1
         elif kind == "r":
             if state.state_of(record["i"]) == CLAIMED:
@@ -211,15 +206,14 @@ def _read(path: Path, header: Mapping[str, Any]) -> ResumeState:
         elif kind == "a":
             state.acked = max(state.acked, int(record["n"]))
             done = [(n, r) for n, r in done if n >= state.acked]
-    state.unacked = [Outcome.from_record(r) for n, r in done if n >= state.acked]
+    state.unacked = [outcome for n, outcome in done if n >= state.acked]
     return state
 
 
-def _apply_done(state: ResumeState, record: dict[str, Any]) -> None:
-    index = record["index"]
-    state._set(index, UNKNOWN if record["status"] == "unknown" else FINAL)
-    state.claimed_to.pop(index, None)
-    state.counts[record["status"]] = state.counts.get(record["status"], 0) + 1
+def _apply_done(state: ResumeState, outcome: Outcome) -> None:
+    state._set(outcome.index, UNKNOWN if outcome.status == "unknown" else FINAL)
+    state.claimed_to.pop(outcome.index, None)
+    state.counts[outcome.status] = state.counts.get(outcome.status, 0) + 1
 
 
 def _check_header(record: Mapping[str, Any], header: Mapping[str, Any]) -> None:

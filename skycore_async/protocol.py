@@ -183,6 +183,8 @@ class ApiResponse(NamedTuple):
     @property
     def failed(self) -> bool:
         """Failure is ``STATUS=Failure`` or any ``ERRORCODE`` (as the Ruby gem does)."""
+        if self.status == "Success" and "ERRORCODE" not in self.fields:
+            return False  # the common case, decided without normalising the status
         return self.status.strip().lower() == "failure" or bool(self.fields.get("ERRORCODE"))
 
     def get(self, name: str) -> str | None:
@@ -199,14 +201,18 @@ def decode_response(body: bytes, *, status: int = 200) -> ApiResponse:
     fields = _fast_reply_fields(body)
     if fields is None:
         fields = _slow_reply_fields(body, status)
-    reply = ApiResponse(status=fields.pop("STATUS", ""), fields=fields, raw=body)
-    if not reply.status and "ERRORCODE" not in fields:
+    said = fields.pop("STATUS", "")
+    if not said and "ERRORCODE" not in fields:
         raise ProtocolError(
             f"HTTP {status}: reply has neither STATUS nor ERRORCODE", status=status, body=body
         )
-    if not 200 <= status < 300 and not reply.fields.get("ERRORCODE"):
+    if not 200 <= status < 300 and not fields.get("ERRORCODE"):
         raise ProtocolError(f"HTTP {status} from the API", status=status, body=body)
-    return reply
+    return _reply(ApiResponse, (said, fields, body))
+
+
+# One reply is built per send: tuple.__new__ skips the NamedTuple's Python-level constructor.
+_reply = tuple.__new__
 
 
 # A flat reply: optional declaration, <RESPONSE>, simple leaves with no markup or entities.

@@ -382,6 +382,49 @@ class _Action:
     retried: int = 0
 
 
+class _Gate:
+    """The concurrency cap: a FIFO semaphore whose uncontended acquire is a plain decrement.
+
+    ``asyncio.Semaphore.acquire`` is a coroutine call even when a slot is free, once per send
+    on the bulk hot path. Here a free slot is taken inline (``free -= 1``); only a full gate
+    parks the caller. ``give`` hands a slot straight to the longest-parked caller, so
+    ``free > 0`` implies nobody is parked and the inline path cannot jump the queue.
+    """
+
+    __slots__ = ("_parked", "free")
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self._parked: deque[asyncio.Future[None]] = deque()
+
+    async def take(self) -> None:
+        """Park until ``give`` hands this caller a slot."""
+        parked = asyncio.get_running_loop().create_future()
+        self._parked.append(parked)
+        try:
+            await parked
+        except BaseException:
+            if parked.done() and not parked.cancelled():
+                self.give()  # handed a slot while being cancelled: pass it on
+            elif parked in self._parked:
+                self._parked.remove(parked)
+            raise
+
+    def give(self) -> None:
+        """Release a slot: to the longest-parked caller, else back to the pool."""
+        while self._parked:
+            parked = self._parked.popleft()
+            if not parked.done():
+                parked.set_result(None)
+                return
+        self.free += 1
+
+
+# Permits are built with tuple.__new__: the NamedTuple constructor is a Python-level call,
+# and one permit is made per send.
+_permit = tuple.__new__
+
+
 class _Slot:
     """The async context manager returned by :meth:`Throttle.slot`."""
 
@@ -394,7 +437,11 @@ class _Slot:
 
     async def __aenter__(self) -> Permit:
         throttle = self._throttle
-        await throttle._sem.acquire()
+        gate = throttle._gate
+        if gate.free > 0:
+            gate.free -= 1
+        else:
+            await gate.take()
         try:
             permit = throttle._admit_now(self._action)
             if permit is None:
@@ -402,7 +449,7 @@ class _Slot:
             if throttle._ceiling is not None:
                 await throttle._ceiling.acquire()
         except BaseException:
-            throttle._sem.release()
+            gate.give()
             raise
         throttle._in_flight += 1
         self._granted = permit.granted_at
@@ -421,7 +468,7 @@ class _Slot:
         throttle._answer_sent = self._granted
         if throttle._watch:  # spacing, or the warm-up hold: they need the answer time
             throttle._answered(self._granted)
-        throttle._sem.release()
+        throttle._gate.give()
 
 
 @attrs.define(eq=False, repr=False)
@@ -443,7 +490,7 @@ class Throttle:
 
     _limits: Limits = attrs.field(default=DEFAULT_LIMITS, alias="limits")
     on_throttle: Callable[[ThrottleEvent], None] | None = attrs.field(default=None, kw_only=True)
-    _sem: asyncio.Semaphore = attrs.field(init=False)
+    _gate: _Gate = attrs.field(init=False)
     _ceiling: AsyncLimiter | None = attrs.field(init=False, default=None)
     _account: _Pacer | None = attrs.field(init=False, default=None)
     _actions: dict[str, _Action] = attrs.field(init=False, factory=dict)
@@ -471,7 +518,7 @@ class Throttle:
 
     def __attrs_post_init__(self) -> None:
         limits = self._limits
-        self._sem = asyncio.Semaphore(limits.concurrency)
+        self._gate = _Gate(limits.concurrency)
         if limits.rate is not None:
             interval = 1.0 / limits.rate
             self._account = _Pacer(interval, (limits.burst - 1) * interval, _CATCH_UP)
@@ -532,7 +579,7 @@ class Throttle:
             self._consume(state, now, now)
         else:
             state.meter.add(now)
-        return Permit(action, now, 0.0)
+        return _permit(Permit, (action, now, 0.0))
 
     async def _admit_later(self, action: str) -> Permit:
         """Queue behind the gates; the timer callback releases waiters in order."""
