@@ -97,6 +97,10 @@ class BulkMessage:
         return {"action": "sendSavedMMS", "mms_id": str(self.mms_id), "from": self.from_}
 
 
+# One request per send: tuple.__new__ skips the NamedTuple's Python-level constructor.
+_new_tuple = tuple.__new__
+
+
 class MessageEncoder:
     """Encodes a :class:`BulkMessage` for one recipient after another, as cheaply as possible.
 
@@ -121,13 +125,8 @@ class MessageEncoder:
     def encode(self, number: str, recipient: Recipient | None) -> HttpRequest:
         """The HTTP request for one (normalised) number; ``ValidationError`` if invalid."""
         if self._template is not None and (recipient is None or recipient.is_plain):
-            return HttpRequest(
-                "POST",
-                self._client.base_url,
-                body=self._template.body(number),
-                headers=_FORM_HEADERS,
-                action="sendSavedMMS",
-            )
+            fields = ("POST", self._client.base_url, self._template.body(number), _FORM_HEADERS)
+            return _new_tuple(HttpRequest, (*fields, "sendSavedMMS"))
         kwargs = {"to": number, **self._message.send_kwargs(recipient)}
         request = self._client.build_request("sendSavedMMS", to_fields("sendSavedMMS", kwargs))
         validate_request(request, self._client.dialect)
@@ -339,43 +338,63 @@ class BulkRun:
     # queue hand-off. An async input is read under a lock (async generators are not
     # re-entrant); a sync one needs none, since next() never yields to the loop.
 
-    async def _next(self) -> tuple[int, Any] | None:
-        """The next (index, item) of the input, or None when it is exhausted or stopping."""
+    def _take(self) -> tuple[int, Any] | None:
+        """The next (index, item) of a sync input, or None when exhausted or stopping.
+
+        A plain call, not a coroutine: this runs once per recipient.
+        """
         if self._stopping.is_set():
             return None
         try:
-            if self._sync_input is not None:
-                item = next(self._sync_input)
-            else:
-                async with self._input_lock:
-                    item = await anext(self._async_input)  # type: ignore[arg-type]
-        except (StopIteration, StopAsyncIteration):
+            item = next(self._sync_input)  # type: ignore[arg-type]
+        except StopIteration:
             return None
         except Exception as exc:  # the input itself failed: stop, flush, then raise it
-            log.error("reading recipients failed at index %d: %r", self._next_index, exc)
-            self._fatal = self._fatal or exc
-            self._stopping.set()
+            self._input_failed(exc)
             return None
         index = self._next_index
         self._next_index += 1
         return index, item
 
+    async def _next(self) -> tuple[int, Any] | None:
+        """The next (index, item) of an async input, or None when exhausted or stopping."""
+        if self._stopping.is_set():
+            return None
+        try:
+            async with self._input_lock:
+                item = await anext(self._async_input)  # type: ignore[arg-type]
+        except StopAsyncIteration:
+            return None
+        except Exception as exc:
+            self._input_failed(exc)
+            return None
+        index = self._next_index
+        self._next_index += 1
+        return index, item
+
+    def _input_failed(self, exc: Exception) -> None:
+        log.error("reading recipients failed at index %d: %r", self._next_index, exc)
+        self._fatal = self._fatal or exc
+        self._stopping.set()
+
     async def _work(self) -> None:
-        while (entry := await self._next()) is not None:
+        take = self._take if self._sync_input is not None else None
+        while (entry := take() if take is not None else await self._next()) is not None:
             index, item = entry
             decided = self._admit(index, item)
             if decided is None:
                 continue  # reported by an earlier run
             if isinstance(decided, Outcome):
-                await self._complete(decided)
+                if self._record(decided):
+                    await self._emit()
                 continue
             self._counts.in_flight += 1
             try:
                 outcome = await self._send(index, *decided)
             finally:
                 self._counts.in_flight -= 1
-            if outcome is not None:
-                await self._complete(outcome)
+            if outcome is not None and self._record(outcome):
+                await self._emit()
 
     def _admit(
         self, index: int, item: str | Recipient | RowError
@@ -447,24 +466,18 @@ class BulkRun:
                 journal.release(index)
             return None
         tracking_id = reply.fields.get("TRACKINGID") or None
-        return Outcome(
-            index,
-            number,
-            "sent",
-            tracking_id=tracking_id,
-            attempts=attempts,
-            client_reference=reference,
-        )
+        sent = (index, number, "sent", tracking_id, None, None, attempts, reference)
+        return _new_tuple(Outcome, sent)
 
     # ------------------------------------------------------------------ batches and progress
 
-    async def _complete(self, outcome: Outcome) -> None:
+    def _record(self, outcome: Outcome) -> bool:
+        """Journal, count and batch ``outcome``; True when the batch is full and due."""
         if self._journal is not None:
             self._journal.complete(outcome)
         self._counts.add(outcome.status)
         self._batch.append(outcome)
-        if len(self._batch) >= self._batch_size:
-            await self._emit()
+        return len(self._batch) >= self._batch_size
 
     async def _emit(self, *, replayed: bool = False) -> None:
         # Under one lock, so batches enter the queue in journal order (acks count lines).
