@@ -17,8 +17,6 @@ __all__ = ["NumberSet"]
 
 _BUFFER: Final = 4096
 _RUN_CAP: Final = 1 << 17
-_INT64_MAX: Final = (1 << 63) - 1
-_GOLDEN: Final = 0x9E3779B97F4A7C15
 
 
 class NumberSet:
@@ -49,7 +47,8 @@ class NumberSet:
         key = _key(number)
         if key is None:
             return number in self._overflow
-        return self._maybe(key) and self._holds(key)
+        slot = hash(number) & self._mask
+        return bool(self._bits[slot >> 3] & (1 << (slot & 7))) and self._holds(key)
 
     def add(self, number: str) -> bool:
         """Add ``number`` (digits); True when it was not in the set before."""
@@ -60,21 +59,21 @@ class NumberSet:
             self._overflow.add(number)
             self._count += 1
             return True
-        slot = (key * _GOLDEN >> 16) & self._mask
-        byte, bit = slot >> 3, 1 << (slot & 7)
+        # The bitmap is per process, so Python's salted string hash is a fine slot function
+        # (and cheaper than mixing the int key); runs and buffer hold the int key.
+        slot = hash(number) & self._mask
+        byte = slot >> 3
+        bit = 1 << (slot & 7)
         bits = self._bits
         if bits[byte] & bit and self._holds(key):
             return False
         bits[byte] |= bit
-        self._buffer.add(key)
+        buffer = self._buffer
+        buffer.add(key)
         self._count += 1
-        if len(self._buffer) >= _BUFFER:
+        if len(buffer) >= _BUFFER:
             self._flush()
         return True
-
-    def _maybe(self, key: int) -> bool:
-        slot = (key * _GOLDEN >> 16) & self._mask
-        return bool(self._bits[slot >> 3] & (1 << (slot & 7)))
 
     def _holds(self, key: int) -> bool:
         if key in self._buffer:
@@ -99,8 +98,5 @@ class NumberSet:
 
 
 def _key(number: str) -> int | None:
-    # A leading "1" keeps leading zeros distinct ("0123" != "123").
-    if not number.isdigit():
-        return None
-    key = int("1" + number)
-    return key if key <= _INT64_MAX else None
+    # A leading "1" keeps leading zeros distinct ("0123" != "123"); 17 digits fit in int64.
+    return int("1" + number) if len(number) <= 17 and number.isdigit() else None

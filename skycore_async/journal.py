@@ -120,14 +120,17 @@ class Journal:
         journal = cls(fd, path, fsync=fsync)
         journal.done_lines = state.done_lines
         if state.done_lines == 0 and not state.status:
-            journal._write([_line({"t": "h", "v": FORMAT_VERSION, **header})])
+            journal._write(_line({"t": "h", "v": FORMAT_VERSION, **header}))
         return journal, state
 
     def claim(self, index: int, to: str) -> None:
         """Record that ``index``'s request is about to go out; reaches the kernel at once."""
-        quoted = b'"%s"' % to.encode() if to.isdigit() and to.isascii() else orjson.dumps(to)
-        self._pending.append(b'{"t":"c","i":%d,"to":%b}\n' % (index, quoted))
-        self.flush()
+        line = b'{"t":"c","i":%d,"to":%b}\n' % (index, orjson.dumps(to))
+        if self._pending:  # completions ride along with the claim (group commit)
+            self._pending.append(line)
+            line = b"".join(self._pending)
+            self._pending = []
+        self._write(line)
 
     def complete(self, outcome: Outcome) -> None:
         """Record ``outcome`` as final (buffered: written with the next claim or flush)."""
@@ -149,14 +152,15 @@ class Journal:
     def flush(self) -> None:
         """Write everything buffered in one ``write`` call."""
         if self._pending:
-            lines, self._pending = self._pending, []
-            self._write(lines)
+            data = b"".join(self._pending)
+            self._pending = []
+            self._write(data)
 
-    def _write(self, lines: list[bytes]) -> None:
-        data = b"".join(lines)
-        while data:
-            written = os.write(self._fd, data)
+    def _write(self, data: bytes) -> None:
+        written = os.write(self._fd, data)
+        while written < len(data):  # a short write (rare on a regular file): finish it
             data = data[written:]
+            written = os.write(self._fd, data)
         if self._fsync:
             os.fsync(self._fd)
 
