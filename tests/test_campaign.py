@@ -331,3 +331,32 @@ async def test_load_resumes_after_a_crash_and_never_enqueues_twice(redis: Any, n
     assert status.total == 200
     assert status.queued == 198
     assert status.skipped == 1
+
+
+async def test_workers_with_the_shared_throttle_share_one_rate(
+    tmp_path: Path, redis_url: str, name: str
+) -> None:
+    """3 workers with --shared-throttle --rate 100 together take >= 5 s for 600 sends.
+
+    Unshared, each worker would send at 100/s and the three would be done within about 2 s of
+    the first accepted send; a lower bound on that span is what load on the machine cannot fake.
+    """
+    csv_path = write_csv(tmp_path / "list.csv", numbers(600))
+    async with Emulator(EmulatorSettings(seed=9)) as emulator:
+        emulator.add_template(MMS_ID)
+        env = env_for(emulator, redis_url)
+        code, output = await run(
+            "load", "--campaign", name, "--recipients", str(csv_path), "--mms-id", MMS_ID,
+            "--from", "60856", env=env,
+        )  # fmt: skip
+        assert code == 0, output
+        extra = ("--shared-throttle", "--rate", "100", "--concurrency", "8")
+        workers = [await start(*work_args(name, *extra), env=env) for _ in range(3)]
+        outputs = [await finish(worker, limit=60) for worker in workers]
+    for code, output in outputs:
+        assert code == 0, output
+    assert len(emulator.accepted) == 600
+    assert emulator.duplicate_recipients() == {}
+    times = sorted(send.time for send in emulator.accepted)
+    span = times[-1] - times[0]
+    assert span >= 5.0, f"600 sends at a shared 100/s took only {span:.2f} s"
