@@ -5,7 +5,7 @@ Both send the same sendSavedMMS form bodies to the same fast loopback server
 client side is pinned to CPU 0. The engine runs with its journal on, dedupe on and result
 batches consumed, i.e. as a campaign script would run it.
 
-    python benchmarks/bench_engine.py            # full: 20,000 sends x 3 rounds
+    python benchmarks/bench_engine.py            # full: 20,000 sends x 6 rounds, order alternating
     python benchmarks/bench_engine.py --smoke    # seconds; CI uses this so it cannot rot
 
 Target (issue 4): engine / raw >= 0.75.
@@ -106,9 +106,15 @@ async def measure(url: str, count: int, rounds: int, concurrency: int) -> dict[s
     rows: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         await raw_loop(url, min(count, 2000), concurrency)  # warm-up: connections, caches
-        for _ in range(rounds):
-            raw_s, raw_cpu = await raw_loop(url, count, concurrency)
-            eng_s, eng_cpu = await engine(url, count, concurrency, Path(tmp))
+        for round_number in range(rounds):
+            # Alternate which client goes first: whatever drifts within a round (the server's
+            # state, the other core's load) then favours neither.
+            if round_number % 2 == 0:
+                raw_s, raw_cpu = await raw_loop(url, count, concurrency)
+                eng_s, eng_cpu = await engine(url, count, concurrency, Path(tmp))
+            else:
+                eng_s, eng_cpu = await engine(url, count, concurrency, Path(tmp))
+                raw_s, raw_cpu = await raw_loop(url, count, concurrency)
             rows.append({
                 "raw_per_s": count / raw_s, "engine_per_s": count / eng_s,
                 "raw_cpu_us": raw_cpu / count * 1e6, "engine_cpu_us": eng_cpu / count * 1e6,
@@ -141,7 +147,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
     parser.add_argument("--count", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     count, rounds = (1000, 1) if args.smoke else (args.count, args.rounds)
