@@ -105,9 +105,13 @@ class Timeouts:
     """How long one HTTP exchange may take, in seconds.
 
     Args:
-        connect: to get a connection (from the pool or a new one) and start writing.
-        read: waiting for the answer after the request was written. When it expires the
-            outcome is unknown (``ResponseTimeoutError``): the call may have been acted on.
+        connect: to get a connection (from the pool or a new one) and start writing. When it
+            expires nothing was sent (``ConnectTimeoutError``, safe to retry).
+        read: the rest of the exchange. ``connect + read`` is one deadline on the whole
+            exchange (one timer per request), not an idle timer per read, so a reply that
+            trickles in slowly cannot hold a send forever. When it expires after the request
+            started, the outcome is unknown (``ResponseTimeoutError``): the call may have been
+            acted on.
     """
 
     connect: float = attrs.field(default=CONNECT_TIMEOUT, validator=_positive_or_inf)

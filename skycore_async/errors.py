@@ -121,6 +121,8 @@ class ValidationError(SkycoreError, ValueError):
     """
 
     error_class: ClassVar[ErrorClass] = ErrorClass.REQUEST
+    #: Caught before any request: no HTTP attempt was made.
+    attempts: int = 0
 
     def __init__(self, field: str, code: str, message: str) -> None:
         super().__init__(f"{field}: {message} ({code})")

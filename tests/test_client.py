@@ -289,6 +289,7 @@ async def test_bad_input_never_reaches_the_network(
     assert caught.value.field.startswith(field)
     assert caught.value.code == code
     assert isinstance(caught.value, ValueError)
+    assert caught.value.attempts == 0  # caught before any request
     assert transport.requests == []
 
 
