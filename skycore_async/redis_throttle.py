@@ -86,14 +86,24 @@ from redis.exceptions import RedisError
 
 from .config import DEFAULT_LIMITS, Limits
 from .errors import CallIntervalError, QuotaExceededError, ThrottledError, ThrottleUnavailableError
-from .throttle import Permit, ThrottleEvent, ThrottleStats
+
+# The same policy as the in-process throttle: catch-up allowance for a late waiter, the
+# round-trip credit in E106 spacing, and the first call's warm-up hold.
+from .throttle import (
+    _CATCH_UP,
+    _RTT_CREDIT,
+    _RTT_SAMPLES,
+    _WARM_UP,
+    Permit,
+    ThrottleEvent,
+    ThrottleStats,
+    call_hook,
+)
 
 __all__ = ["RedisThrottle", "account_from_api_key"]
 
 _log = logging.getLogger("skycore_async")
 
-#: A late waiter may reclaim this much lost time (see the module docstring).
-_CATCH_UP: Final = 0.005
 #: A grant may book a slot up to this far ahead (then the caller sleeps until it, without
 #: asking again): one process can keep several slots booked while its next ask travels.
 _HORIZON: Final = 0.025
@@ -104,11 +114,6 @@ _TTL_MS: Final = 3_600_000
 _CONNECTIONS: Final = 4
 #: current_rate / measured_rate / stats read the shared state at most this often.
 _CACHE: Final = 0.5
-#: Spacing: credit of the lowest round trip, once this many spaced answers were seen.
-_RTT_CREDIT: Final = 0.75
-_RTT_SAMPLES: Final = 16
-#: The first call of a process holds the others back for its answer at most this long.
-_WARM_UP: Final = 0.25
 _ACCOUNT = re.compile(r"[^\s{}]{1,200}")
 
 _PRELUDE: Final = """
@@ -740,12 +745,7 @@ class RedisThrottle:
             _log.warning("%s; the next call will not be sent", error)
 
     def _emit(self, event: ThrottleEvent) -> None:
-        if self.on_throttle is None:
-            return
-        try:
-            self.on_throttle(event)
-        except Exception:
-            _log.exception("on_throttle hook raised; ignored")
+        call_hook(self.on_throttle, event)
 
     # -- observation ---------------------------------------------------------------------
 

@@ -105,6 +105,16 @@ _MIN_MEASURE: Final = _SLICE
 _WARM_UP: Final = 0.25
 
 
+def call_hook(hook: Callable[[ThrottleEvent], None] | None, event: ThrottleEvent) -> None:
+    """Call a throttle's ``on_throttle`` hook; a hook that raises is logged, never fatal."""
+    if hook is None:
+        return
+    try:
+        hook(event)
+    except Exception:
+        _log.exception("on_throttle hook raised; ignored")
+
+
 class Permit(NamedTuple):
     """What :meth:`Throttle.slot` hands the sender (a NamedTuple: cheap on the hot path).
 
@@ -904,12 +914,7 @@ class Throttle:
         )
 
     def _emit(self, event: ThrottleEvent) -> None:
-        if self.on_throttle is None:
-            return
-        try:
-            self.on_throttle(event)
-        except Exception:
-            _log.exception("on_throttle hook raised; ignored")
+        call_hook(self.on_throttle, event)
 
     def on_retry(self, action: str) -> None:
         """Count a resend of ``action`` (after a throttled answer or a transient error)."""
