@@ -77,6 +77,16 @@ async def run(*args: str, env: dict[str, str]) -> tuple[int, str]:
     return await finish(await start(*args, env=env))
 
 
+async def load(name: str, csv_path: Path, env: dict[str, str], *extra: str) -> str:
+    """``campaign load`` of ``csv_path`` (template MMS_ID, sender 60856); must succeed."""
+    code, output = await run(
+        "load", "--campaign", name, "--recipients", str(csv_path), "--mms-id", MMS_ID,
+        "--from", "60856", *extra, env=env,
+    )  # fmt: skip
+    assert code == 0, output
+    return output
+
+
 def work_args(name: str, *extra: str) -> list[str]:
     return ["work", "--campaign", name, "--poll", "0.1", *extra]
 
@@ -126,11 +136,7 @@ async def test_two_workers_complete_a_campaign_exactly_once(
     async with Emulator(EmulatorSettings(seed=5, latency=0.005)) as emulator:
         emulator.add_template(MMS_ID)
         env = env_for(emulator, redis_url)
-        code, output = await run(
-            "load", "--campaign", name, "--recipients", str(csv_path), "--mms-id", MMS_ID,
-            "--from", "60856", "--chunk", "64", env=env,
-        )  # fmt: skip
-        assert code == 0, output
+        output = await load(name, csv_path, env, "--chunk", "64")
         assert f"{total} rows" in output, output
         assert "enqueued 200" in output, output
         workers = [await start(*work_args(name, "--concurrency", "4"), env=env) for _ in range(2)]
@@ -180,11 +186,7 @@ async def test_sigkilled_worker_is_taken_over_and_nobody_is_sent_twice(
     async with Emulator(settings) as emulator:
         emulator.add_template(MMS_ID)
         env = env_for(emulator, redis_url)
-        code, output = await run(
-            "load", "--campaign", name, "--recipients", str(csv_path), "--mms-id", MMS_ID,
-            "--from", "60856", env=env,
-        )  # fmt: skip
-        assert code == 0, output
+        await load(name, csv_path, env)
         lease = ("--lease", "1.0")
         victim = await start(*work_args(name, "--concurrency", "8", *lease), env=env)
         await wait_until(lambda: len(emulator.accepted) >= 30)
@@ -223,11 +225,7 @@ async def test_sigterm_finishes_in_flight_and_hands_back_the_rest(
     async with Emulator(EmulatorSettings(seed=3, latency=0.05)) as emulator:
         emulator.add_template(MMS_ID)
         env = env_for(emulator, redis_url)
-        code, _ = await run(
-            "load", "--campaign", name, "--recipients", str(csv_path), "--mms-id", MMS_ID,
-            "--from", "60856", env=env,
-        )  # fmt: skip
-        assert code == 0
+        await load(name, csv_path, env)
         first = await start(*work_args(name, "--concurrency", "4", "--lease", "60"), env=env)
         await wait_until(lambda: len(emulator.accepted) >= 20)
         first.send_signal(signal.SIGTERM)
@@ -256,11 +254,7 @@ async def test_campaign_fatal_error_stops_the_worker_and_sends_nothing_twice(
     async with Emulator(EmulatorSettings(seed=4)) as emulator:
         emulator.add_template(MMS_ID)
         env = env_for(emulator, redis_url)
-        code, _ = await run(
-            "load", "--campaign", name, "--recipients", str(csv_path), "--mms-id", MMS_ID,
-            "--from", "60856", env=env,
-        )  # fmt: skip
-        assert code == 0
+        await load(name, csv_path, env)
         bad = env_for(emulator, redis_url, key="wrong-key")
         code, output = await run(*work_args(name, "--concurrency", "4", "--lease", "60"), env=bad)
         assert code == 2, output
@@ -345,11 +339,7 @@ async def test_workers_with_the_shared_throttle_share_one_rate(
     async with Emulator(EmulatorSettings(seed=9)) as emulator:
         emulator.add_template(MMS_ID)
         env = env_for(emulator, redis_url)
-        code, output = await run(
-            "load", "--campaign", name, "--recipients", str(csv_path), "--mms-id", MMS_ID,
-            "--from", "60856", env=env,
-        )  # fmt: skip
-        assert code == 0, output
+        await load(name, csv_path, env)
         extra = ("--shared-throttle", "--rate", "100", "--concurrency", "8")
         workers = [await start(*work_args(name, *extra), env=env) for _ in range(3)]
         outputs = [await finish(worker, limit=60) for worker in workers]
