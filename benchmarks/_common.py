@@ -43,6 +43,20 @@ def pin_to_cpu(cpu: int) -> bool:
     return True
 
 
+def write_recipients_csv(path: Path, count: int, *, merge_tag: bool = False) -> None:
+    """A CSV of ``count`` distinct numbers (``1650`` + 7 digits), written streaming.
+
+    ``merge_tag`` adds a ``first_name`` column, as in a real campaign file.
+    """
+    header = "to,first_name\n" if merge_tag else "to\n"
+    row = "1650{0:07d},Name{0}\n" if merge_tag else "1650{0:07d}\n"
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(header)
+        step = 10_000
+        for start in range(0, count, step):
+            handle.write("".join(row.format(i) for i in range(start, min(count, start + step))))
+
+
 def write_result(name: str, data: Any) -> Path:
     """Write ``data`` as indented JSON to ``benchmarks/results/<name>.json``; returns the path."""
     RESULTS.mkdir(exist_ok=True)

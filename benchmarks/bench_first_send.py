@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_engine  # the same fast-server launcher (same directory, on sys.path)
-from _common import figure, report_figures
+from _common import figure, report_figures, write_recipients_csv
 
 from skycore_async import (
     BulkMessage,
@@ -55,16 +55,6 @@ REPLY = (
     b"<MMSID>35674</MMSID><TRACKINGID>MMS_1</TRACKINGID><TO>16501234123</TO>"
     b"<STATUSDETAILS>MMS request accepted and queued for delivery</STATUSDETAILS></RESPONSE>"
 )
-
-
-def write_csv(path: Path, count: int) -> None:
-    """A campaign-shaped CSV (number plus a merge-tag column), written streaming."""
-    with open(path, "w", encoding="ascii") as handle:
-        handle.write("to,first_name\n")
-        step = 10_000
-        for start in range(0, count, step):
-            stop = min(count, start + step)
-            handle.write("".join(f"1650{i:07d},Name{i}\n" for i in range(start, stop)))
 
 
 class _Timed:
@@ -151,7 +141,7 @@ def measure(lines: int, repeats: int) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="skycore-bench-first-") as tmp:
             csv_path = Path(tmp) / "recipients.csv"
             started = time.perf_counter()
-            write_csv(csv_path, lines)
+            write_recipients_csv(csv_path, lines, merge_tag=True)
             generate_s = time.perf_counter() - started
             result: dict[str, Any] = {
                 "lines": lines,

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_engine  # the same fast-server launcher (same directory, on sys.path)
-from _common import figure, report_figures
+from _common import figure, report_figures, write_recipients_csv
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -67,16 +67,6 @@ def generated(count: int) -> Iterator[str]:
     """Recipients produced lazily, one at a time (never a list)."""
     for i in range(count):
         yield number(i)
-
-
-def write_csv(path: Path, count: int) -> None:
-    """A one-column (``to``) CSV of ``count`` distinct numbers, written streaming."""
-    with open(path, "w", encoding="ascii") as handle:
-        handle.write("to\n")
-        step = 10_000
-        for start in range(0, count, step):
-            stop = min(count, start + step)
-            handle.write("".join(f"{number(i)}\n" for i in range(start, stop)))
 
 
 def mb(kib: float) -> float:
@@ -273,7 +263,7 @@ def measure(sizes: list[int], http_sizes: list[int], tmp: Path, url: str) -> dic
         if source == "csv":
             csv_path = tmp / f"recipients-{count}.csv"
             if not csv_path.exists():
-                write_csv(csv_path, count)
+                write_recipients_csv(csv_path, count)
             spec["csv"] = str(csv_path)
         result = spawn(spec)
         os.unlink(spec["journal"])
