@@ -84,3 +84,32 @@ async def test_sigkill_at_several_points_then_resume(tmp_path: Path, seed: int) 
         else:
             assert times == 0, record
     assert not [n for n, times in accepted.items() if times > 1]
+
+
+async def test_campaign_fatal_stop_prints_a_resume_that_sends_everyone(tmp_path: Path) -> None:
+    """A wrong key: exit 2 with the resume command; resumed with the right key, all are sent once."""
+    csv_path, out = tmp_path / "recipients.csv", tmp_path / "results.jsonl"
+    write_csv(csv_path)
+    async with Emulator(EmulatorSettings(seed=3)) as emulator:
+        emulator.add_template(35674)
+        env = {**os.environ, "SKYCORE_API_KEY": "wrong-key", "SKYCORE_BASE_URL": emulator.url}
+        args = ["bulk", "--mms-id", "35674", "--from", "60856", "--recipients", str(csv_path),
+                "--out", str(out), "--concurrency", "8"]  # fmt: skip
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "skycore_async", *args,
+            env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+        message = stderr.decode()
+        assert process.returncode == 2, message
+        assert "fix the cause, then resume with" in message
+        assert "--resume" in message.rsplit("resume with", 1)[1]
+        assert "wrong-key" not in message
+        assert emulator.accepted == []
+        await run_cli([*args, "--resume"], {**env, "SKYCORE_API_KEY": "test-key"}, kill_after=None)
+        accepted = Counter(a.to for a in emulator.accepted)
+    results = read_results(out)
+    assert sorted(r["index"] for r in results) == list(range(RECIPIENTS))
+    assert {r["status"] for r in results} == {"sent"}
+    assert len(accepted) == RECIPIENTS
+    assert max(accepted.values()) == 1
