@@ -41,7 +41,7 @@ from .outcomes import Outcome, Progress, ResultBatch
 from .params import check_names, to_fields
 from .recipients import Recipient, RowError
 from .template import SavedMmsTemplate
-from .transport import FORM_CONTENT_TYPE, HttpRequest
+from .transport import FORM_HEADERS, HttpRequest
 from .validation import normalize_number, validate_request
 
 if TYPE_CHECKING:
@@ -52,7 +52,6 @@ __all__ = ["BulkMessage", "BulkRun", "MessageEncoder"]
 log = logging.getLogger("skycore_async")
 
 _END: Final = object()
-_FORM_HEADERS: Final = {"Content-Type": FORM_CONTENT_TYPE}
 RecipientInput = Iterable[str | Recipient | RowError] | AsyncIterable[str | Recipient | RowError]
 
 
@@ -125,7 +124,7 @@ class MessageEncoder:
     def encode(self, number: str, recipient: Recipient | None) -> HttpRequest:
         """The HTTP request for one (normalised) number; ``ValidationError`` if invalid."""
         if self._template is not None and (recipient is None or recipient.is_plain):
-            fields = ("POST", self._client.base_url, self._template.body(number), _FORM_HEADERS)
+            fields = ("POST", self._client.base_url, self._template.body(number), FORM_HEADERS)
             return _new_tuple(HttpRequest, (*fields, "sendSavedMMS"))
         kwargs = {"to": number, **self._message.send_kwargs(recipient)}
         request = self._client.build_request("sendSavedMMS", to_fields("sendSavedMMS", kwargs))

@@ -226,11 +226,13 @@ _TAGS: dict[bytes, tuple[str, bytes]] = {}  # raw tag -> (canonical name, its cl
 
 # Replies from one server repeat a few shapes (the success reply, a failure reply). The first
 # time a shape is seen it is compiled into one regex that matches exactly that sequence of
-# flat leaves; later replies of that shape are decoded by a single match. A body no learned
-# shape matches takes the general path below, which defines the result. The regex runs on
-# text with "&" ruled out by one scan of the whole body first: a single-character class
-# ([^<]) is several times cheaper in the regex engine than [^<&], and this runs once per send.
-_SHAPES: dict[tuple[bytes, ...], tuple[re.Pattern[str], tuple[str, ...]]] = {}
+# flat leaves, one named group per field; later replies of that shape are decoded by a single
+# match and its groupdict(), both in C. A value with whitespace at either end does not match
+# (the lookarounds), since it needs stripping: such a body, like any body no learned shape
+# matches, takes the general path below, which defines the result. The regex runs on text
+# with "&" ruled out by one scan of the whole body first: a single-character class ([^<]) is
+# several times cheaper in the regex engine than [^<&], and this runs once per send.
+_SHAPES: dict[tuple[bytes, ...], re.Pattern[str]] = {}
 _MAX_SHAPES: Final = 16
 
 
@@ -240,24 +242,29 @@ def _fast_reply_fields(body: bytes) -> dict[str, str] | None:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        for pattern, names in _SHAPES.values():
+        for pattern in _SHAPES.values():
             match = pattern.match(text)
             if match is not None:
-                return dict(zip(names, map(str.strip, match.groups()), strict=False))
+                return match.groupdict()
     return _general_fast_fields(body)
 
 
 def _learn_shape(root: bytes, tags: list[bytes]) -> None:
     key = (root, *tags)
-    names = tuple(_TAGS[tag][0] for tag in tags)
+    names = [_TAGS[tag][0] for tag in tags]
     if key in _SHAPES or len(_SHAPES) >= _MAX_SHAPES or len(set(names)) != len(names):
         return  # a repeated field keeps its first value: leave those to the general path
+    if not all(name.isidentifier() for name in names):
+        return  # not usable as a group name
     leaves = "".join(
-        rf"\s*<{re.escape(t.decode())}>([^<]*)</{re.escape(t.decode())}>" for t in tags
+        rf"\s*+<{re.escape(t.decode())}>(?!\s)(?P<{name}>[^<]*+)(?<!\s)</{re.escape(t.decode())}>"
+        for t, name in zip(tags, names, strict=True)
     )
-    name = re.escape(root[:-1].decode())
-    pattern = rf"\s*(?:<\?[^<>]*\?>\s*)?<{name}>{leaves}\s*</{name}>\s*\Z"
-    _SHAPES[key] = (re.compile(pattern, re.ASCII), names)
+    root_name = re.escape(root[:-1].decode())
+    pattern = rf"\s*+(?:<\?[^<>]*\?>\s*+)?<{root_name}>{leaves}\s*+</{root_name}>\s*+\Z"
+    # Unicode \s, as str.strip() uses on the general path. Possessive quantifiers (*+): what
+    # follows each one can never match what it took, so they only save backtracking records.
+    _SHAPES[key] = re.compile(pattern)
 
 
 def _general_fast_fields(body: bytes) -> dict[str, str] | None:

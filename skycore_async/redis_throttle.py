@@ -508,6 +508,13 @@ class RedisThrottle:
 
     # -- the sender's side ---------------------------------------------------------------
 
+    def enter_now(self, action: str) -> None:
+        """No synchronous fast path: every call asks Redis, so the client uses :meth:`slot`."""
+
+    def leave(self, granted: float) -> None:
+        """Never needed, since :meth:`enter_now` never enters a call."""
+        raise RuntimeError("RedisThrottle.leave: calls are entered with slot(), not enter_now()")
+
     def slot(self, action: str) -> _RedisSlot:
         """Wait for a concurrency slot, then for Redis to admit the call; yields a Permit.
 

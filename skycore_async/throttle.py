@@ -194,6 +194,20 @@ class ThrottleLike(Protocol):
         """Wait until ``action`` may be sent; the context is the call's time in flight."""
         ...
 
+    def enter_now(self, action: str) -> float | None:
+        """The synchronous fast path of :meth:`slot`: enter at once, or ``None``.
+
+        When the call may go now with no waiting, take its slot and return the grant time
+        (``loop.time()``); the caller must end the call with :meth:`leave`. When it would have
+        to wait (or the throttle has no fast path), return ``None`` and take nothing; the
+        caller then uses :meth:`slot`.
+        """
+        ...
+
+    def leave(self, granted: float) -> None:
+        """End a call entered by :meth:`enter_now` (what leaving :meth:`slot` does)."""
+        ...
+
     def on_success(self, action: str) -> None:
         """Record a successful call."""
         ...
@@ -471,14 +485,7 @@ class _Slot:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        throttle = self._throttle
-        throttle._in_flight -= 1
-        # The client calls on_throttled right after this exit, with no await in between, so
-        # on_throttled knows when the throttled call was sent (see _on_throughput).
-        throttle._answer_sent = self._granted
-        if throttle._watch:  # spacing, or the warm-up hold: they need the answer time
-            throttle._answered(self._granted)
-        throttle._gate.give()
+        self._throttle.leave(self._granted)
 
 
 @attrs.define(eq=False, repr=False)
@@ -573,6 +580,32 @@ class Throttle:
         became ready first (then the one that arrived first) goes first.
         """
         return _Slot(self, action)
+
+    def enter_now(self, action: str) -> float | None:
+        """:meth:`slot` without a coroutine, when nothing has to wait; see :class:`ThrottleLike`.
+
+        Used by the client once per call. Not taken when a rate is set: the aiolimiter
+        ceiling is entered by awaiting it, so paced calls use :meth:`slot`.
+        """
+        gate = self._gate
+        if gate.free <= 0 or self._ceiling is not None:
+            return None
+        permit = self._admit_now(action)
+        if permit is None:
+            return None
+        gate.free -= 1
+        self._in_flight += 1
+        return permit.granted_at
+
+    def leave(self, granted: float) -> None:
+        """End a call entered by :meth:`enter_now` or :meth:`slot`; frees its slot."""
+        self._in_flight -= 1
+        # The client calls on_throttled right after this, with no await in between, so
+        # on_throttled knows when the throttled call was sent (see _on_throughput).
+        self._answer_sent = granted
+        if self._watch:  # spacing, or the warm-up hold: they need the answer time
+            self._answered(granted)
+        self._gate.give()
 
     def _admit_now(self, action: str) -> Permit | None:
         """The hot path: grant at once if nobody of this action waits and all gates are open."""

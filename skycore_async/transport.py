@@ -23,6 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import NamedTuple, Protocol
 
 import aiohttp
+from aiohttp import hdrs
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from .errors import (
     ConnectError,
@@ -46,6 +48,11 @@ log = logging.getLogger("skycore_async")
 #: Replies larger than this are refused without being read whole.
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+#: The headers of every POST, immutable and already in aiohttp's own form (a plain dict would
+#: be copied into one per request).
+FORM_HEADERS: Mapping[str, str] = CIMultiDictProxy(
+    CIMultiDict({hdrs.CONTENT_TYPE: FORM_CONTENT_TYPE})
+)
 
 
 # Requests and replies are built once per send on the bulk hot path: tuple.__new__ skips the
@@ -159,19 +166,22 @@ class AiohttpTransport:
                         "set base_url to the final endpoint)",
                         status=status,
                     )
+                # Header names as aiohttp's istr constants: a plain str key costs a case fold
+                # per lookup, and this runs once per send.
+                headers = response.headers
                 length = response.content_length
                 # A compressed reply's Content-Length is its compressed size: stream it, so
                 # the cap applies to what it inflates to (a gzip bomb is refused, not read).
                 if (
                     length is not None
                     and length <= self._max_bytes
-                    and "Content-Encoding" not in response.headers
+                    and hdrs.CONTENT_ENCODING not in headers
                 ):
                     body = await response.read()
                 else:
                     body = await self._read_capped(response, length)
                 # The raw header: parsing it (response.content_type) costs more than it is worth.
-                content_type = response.headers.get("Content-Type", "")
+                content_type = headers.get(hdrs.CONTENT_TYPE, "")
         except (TransportError, ProtocolError):
             raise
         except Exception as exc:
