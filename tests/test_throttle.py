@@ -117,6 +117,33 @@ async def test_unlimited_path_never_waits(clock: FakeClock) -> None:
     assert throttle.stats.sent == 100
 
 
+async def test_enter_now_is_the_slot_without_a_coroutine(clock: FakeClock) -> None:
+    """enter_now takes a slot only when nothing would wait; leave hands it to a parked waiter."""
+    throttle = Throttle(Limits(concurrency=2))
+    first, second = throttle.enter_now("a"), throttle.enter_now("a")
+    assert (first, second, throttle.stats.in_flight) == (START, START, 2)
+    assert throttle.enter_now("a") is None  # the gate is full: take nothing
+    assert throttle.stats.in_flight == 2
+    waiter = asyncio.create_task(throttle.slot("a").__aenter__())
+    await settle()
+    assert not waiter.done()
+    assert throttle.enter_now("a") is None  # somebody is parked: no queue jumping
+    throttle.leave(START)
+    assert await waiter == Permit("a", START, 0.0)
+    assert throttle.stats.in_flight == 2
+    throttle.on_throttled("a", E106_2S)  # a pause: nothing enters at once
+    throttle.leave(START)
+    assert throttle.enter_now("a") is None
+    assert throttle.stats.in_flight == 1
+
+
+async def test_enter_now_leaves_rated_calls_to_the_slot(clock: FakeClock) -> None:
+    """With a rate (the aiolimiter ceiling is awaited), enter_now always declines."""
+    throttle = Throttle(Limits(rate=1000, burst=10))
+    assert throttle.enter_now("a") is None
+    assert throttle.stats.in_flight == 0
+
+
 async def test_spacing_is_one_over_rate_with_no_start_burst(clock: FakeClock) -> None:
     """rate=10: the first call goes at once, each next one 0.1 s later, never sooner."""
     grants: list[Permit] = []
