@@ -180,9 +180,11 @@ class ThrottleLike(Protocol):
     """What :class:`~skycore_async.SkycoreClient` needs from a throttle.
 
     :class:`Throttle` (one process) and :class:`~skycore_async.redis_throttle.RedisThrottle`
-    (shared through Redis) both provide it. The client enters ``slot(action)`` around each
-    attempt, then calls ``on_success`` or, for a throttled answer, ``on_throttled`` right
-    after the slot's exit (no ``await`` in between), and ``on_retry`` before each resend.
+    (shared through Redis) both provide it. For each attempt the client first tries
+    ``enter_now(action)`` (ending the call with ``leave``) and, when that declines, enters
+    ``slot(action)``; then it calls ``on_success`` or, for a throttled answer,
+    ``on_throttled`` right after ``leave`` or the slot's exit (no ``await`` in between), and
+    ``on_retry`` before each resend.
     """
 
     @property
