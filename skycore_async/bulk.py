@@ -21,6 +21,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -114,18 +115,19 @@ class MessageEncoder:
         kwargs = {"to": "10000000000", **message.send_kwargs(None)}
         probe = client.build_request("sendSavedMMS", to_fields("sendSavedMMS", kwargs))
         validate_request(probe, client.dialect)
-        self._template: SavedMmsTemplate | None = None
+        self._url = client.base_url
+        self._body: Callable[[str], bytes] | None = None  # the template's, for POST XML
         if client.uses_post_xml:
             shared = {k: v for k, v in probe.fields.items() if k != "TO"}
-            self._template = SavedMmsTemplate.build(
-                attrs.evolve(probe, fields=shared), client.dialect
-            )
+            template = SavedMmsTemplate.build(attrs.evolve(probe, fields=shared), client.dialect)
+            self._body = template.body
 
     def encode(self, number: str, recipient: Recipient | None) -> HttpRequest:
         """The HTTP request for one (normalised) number; ``ValidationError`` if invalid."""
-        if self._template is not None and (recipient is None or recipient.is_plain):
-            fields = ("POST", self._client.base_url, self._template.body(number), FORM_HEADERS)
-            return _new_tuple(HttpRequest, (*fields, "sendSavedMMS"))
+        body = self._body
+        if body is not None and (recipient is None or recipient.is_plain):
+            fields = ("POST", self._url, body(number), FORM_HEADERS, "sendSavedMMS")
+            return _new_tuple(HttpRequest, fields)
         kwargs = {"to": number, **self._message.send_kwargs(recipient)}
         request = self._client.build_request("sendSavedMMS", to_fields("sendSavedMMS", kwargs))
         validate_request(request, self._client.dialect)
@@ -208,7 +210,7 @@ class BulkRun:
         self._next_index = 0
         self._out: asyncio.Queue[Any] = asyncio.Queue(maxsize=2)
         self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
+        self._stopping = False  # a plain flag: workers read it once per recipient
         self._fatal: BaseException | None = None
         self._detached = False
         self._pending_ack = 0
@@ -256,7 +258,7 @@ class BulkRun:
 
     def stop(self) -> None:
         """Stop taking new recipients; in-flight sends finish and are delivered."""
-        self._stopping.set()
+        self._stopping = True
 
     async def _shutdown(self) -> None:
         # The consumer has left: nobody reads batches any more. Undelivered outcomes stay
@@ -342,7 +344,7 @@ class BulkRun:
 
         A plain call, not a coroutine: this runs once per recipient.
         """
-        if self._stopping.is_set():
+        if self._stopping:
             return None
         try:
             item = next(self._sync_input)  # type: ignore[arg-type]
@@ -357,7 +359,7 @@ class BulkRun:
 
     async def _next(self) -> tuple[int, Any] | None:
         """The next (index, item) of an async input, or None when exhausted or stopping."""
-        if self._stopping.is_set():
+        if self._stopping:
             return None
         try:
             async with self._input_lock:
@@ -374,7 +376,7 @@ class BulkRun:
     def _input_failed(self, exc: Exception) -> None:
         log.error("reading recipients failed at index %d: %r", self._next_index, exc)
         self._fatal = self._fatal or exc
-        self._stopping.set()
+        self._stopping = True
 
     async def _work(self) -> None:
         take = self._take if self._sync_input is not None else None
@@ -448,7 +450,7 @@ class BulkRun:
         except ValidationError as exc:
             return _failed(index, number, reference, exc)
         journal = self._journal
-        before_send = (lambda: journal.claim(index, number)) if journal is not None else None
+        before_send = partial(journal.claim, index, number) if journal is not None else None
         try:
             reply, attempts = await self._client.execute(http, before_send=before_send)
         except SkycoreError as exc:
@@ -456,7 +458,7 @@ class BulkRun:
                 return _from_error(index, number, reference, exc)
             if self._fatal is None:
                 self._fatal = exc
-                self._stopping.set()
+                self._stopping = True
             if exc.ambiguous or self._client.retry_policy.retry_ambiguous:
                 return _from_error(index, number, reference, exc)
             # Refused for the whole campaign (key, billing, quota, shared throttle down):
@@ -474,7 +476,10 @@ class BulkRun:
         """Journal, count and batch ``outcome``; True when the batch is full and due."""
         if self._journal is not None:
             self._journal.complete(outcome)
-        self._counts.add(outcome.status)
+        if outcome.status == "sent":  # _Counters.add's common case, inline
+            self._counts.sent += 1
+        else:
+            self._counts.add(outcome.status)
         self._batch.append(outcome)
         return len(self._batch) >= self._batch_size
 

@@ -417,29 +417,29 @@ class _Gate:
     ``free > 0`` implies nobody is parked and the inline path cannot jump the queue.
     """
 
-    __slots__ = ("_parked", "free")
+    __slots__ = ("free", "parked")
 
     def __init__(self, size: int) -> None:
         self.free = size
-        self._parked: deque[asyncio.Future[None]] = deque()
+        self.parked: deque[asyncio.Future[None]] = deque()
 
     async def take(self) -> None:
         """Park until ``give`` hands this caller a slot."""
         parked = asyncio.get_running_loop().create_future()
-        self._parked.append(parked)
+        self.parked.append(parked)
         try:
             await parked
         except BaseException:
             if parked.done() and not parked.cancelled():
                 self.give()  # handed a slot while being cancelled: pass it on
-            elif parked in self._parked:
-                self._parked.remove(parked)
+            elif parked in self.parked:
+                self.parked.remove(parked)
             raise
 
     def give(self) -> None:
         """Release a slot: to the longest-parked caller, else back to the pool."""
-        while self._parked:
-            parked = self._parked.popleft()
+        while self.parked:
+            parked = self.parked.popleft()
             if not parked.done():
                 parked.set_result(None)
                 return
@@ -469,8 +469,10 @@ class _Slot:
         else:
             await gate.take()
         try:
-            permit = throttle._admit_now(self._action)
-            if permit is None:
+            now = throttle._admit_now(self._action)
+            if now is not None:
+                permit = _permit(Permit, (self._action, now, 0.0))
+            else:
                 permit = await throttle._admit_later(self._action)
             if throttle._ceiling is not None:
                 await throttle._ceiling.acquire()
@@ -592,12 +594,12 @@ class Throttle:
         gate = self._gate
         if gate.free <= 0 or self._ceiling is not None:
             return None
-        permit = self._admit_now(action)
-        if permit is None:
+        granted = self._admit_now(action)
+        if granted is None:
             return None
         gate.free -= 1
         self._in_flight += 1
-        return permit.granted_at
+        return granted
 
     def leave(self, granted: float) -> None:
         """End a call entered by :meth:`enter_now` or :meth:`slot`; frees its slot."""
@@ -607,12 +609,19 @@ class Throttle:
         self._answer_sent = granted
         if self._watch:  # spacing, or the warm-up hold: they need the answer time
             self._answered(granted)
-        self._gate.give()
+        gate = self._gate
+        if gate.parked:
+            gate.give()
+        else:  # give()'s common case, inline: this runs once per call
+            gate.free += 1
 
-    def _admit_now(self, action: str) -> Permit | None:
-        """The hot path: grant at once if nobody of this action waits and all gates are open."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
+    def _admit_now(self, action: str) -> float | None:
+        """The hot path: the grant time if nobody of this action waits and all gates are open.
+
+        None when the call has to wait (:meth:`_admit_later`).
+        """
+        loop = asyncio.get_running_loop()  # C, unlike loop.is_closed()
+        if loop is not self._loop:
             loop = self._check_loop()
         state = self._actions.get(action) or self._action(action)
         now = loop.time()
@@ -624,7 +633,7 @@ class Throttle:
             self._consume(state, now, now)
         else:
             state.meter.add(now)
-        return _permit(Permit, (action, now, 0.0))
+        return now
 
     async def _admit_later(self, action: str) -> Permit:
         """Queue behind the gates; the timer callback releases waiters in order."""
