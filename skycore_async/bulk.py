@@ -380,27 +380,42 @@ class BulkRun:
 
     async def _work(self) -> None:
         take = self._take if self._sync_input is not None else None
+        execute, journal, counts = self._client.execute, self._journal, self._counts
         while (entry := take() if take is not None else await self._next()) is not None:
             index, item = entry
             decided = self._admit(index, item)
             if decided is None:
                 continue  # reported by an earlier run
-            if isinstance(decided, Outcome):
-                if self._record(decided):
-                    await self._emit()
-                continue
-            self._counts.in_flight += 1
-            try:
-                outcome = await self._send(index, *decided)
-            finally:
-                self._counts.in_flight -= 1
-            if outcome is not None and self._record(outcome):
+            if not isinstance(decided, Outcome):
+                # The send, inline rather than in a coroutine of its own: each time the
+                # request suspends and resumes, it passes through every frame that awaits it.
+                number, reference, http = decided
+                claim = partial(journal.claim, index, number) if journal is not None else None
+                counts.in_flight += 1
+                try:
+                    reply, attempts = await execute(http, before_send=claim)
+                except SkycoreError as exc:
+                    refused = self._refused(index, number, reference, exc)
+                    if refused is None:
+                        continue  # nothing was sent: the recipient stays pending
+                    decided = refused
+                else:
+                    tracking_id = reply.fields.get("TRACKINGID") or None
+                    sent = (index, number, "sent", tracking_id, None, None, attempts, reference)
+                    decided = _new_tuple(Outcome, sent)
+                finally:
+                    counts.in_flight -= 1
+            if self._record(decided):
                 await self._emit()
 
     def _admit(
         self, index: int, item: str | Recipient | RowError
-    ) -> Outcome | tuple[str, Recipient | None] | None:
-        """Decide one input item: an immediate outcome, (number, recipient) to send, or None."""
+    ) -> Outcome | tuple[str, str | None, HttpRequest] | None:
+        """Decide one input item: an immediate outcome, None, or what to send.
+
+        What to send is (number, client reference, encoded request); None means an earlier
+        run already reported the item.
+        """
         state = self._state.state_of(index) if self._state.status else NEW
         if isinstance(item, RowError):
             info = f"line {item.line}: {item.reason}"
@@ -440,35 +455,27 @@ class BulkRun:
                 error_info=info,
                 client_reference=reference,
             )
-        return number, recipient
-
-    async def _send(self, index: int, number: str, recipient: Recipient | None) -> Outcome | None:
-        """Send one recipient: its outcome, or None when a campaign-fatal refusal left it unsent."""
-        reference = recipient.client_reference if recipient is not None else None
         try:
-            http = self._encoder.encode(number, recipient)  # type: ignore[union-attr]
+            return number, reference, self._encoder.encode(number, recipient)  # type: ignore[union-attr]
         except ValidationError as exc:
             return _failed(index, number, reference, exc)
-        journal = self._journal
-        before_send = partial(journal.claim, index, number) if journal is not None else None
-        try:
-            reply, attempts = await self._client.execute(http, before_send=before_send)
-        except SkycoreError as exc:
-            if not exc.fatal:
-                return _from_error(index, number, reference, exc)
-            if self._fatal is None:
-                self._fatal = exc
-                self._stopping = True
-            if exc.ambiguous or self._client.retry_policy.retry_ambiguous:
-                return _from_error(index, number, reference, exc)
-            # Refused for the whole campaign (key, billing, quota, shared throttle down):
-            # nothing was sent, so the recipient stays pending and a resume sends it.
-            if journal is not None:
-                journal.release(index)
-            return None
-        tracking_id = reply.fields.get("TRACKINGID") or None
-        sent = (index, number, "sent", tracking_id, None, None, attempts, reference)
-        return _new_tuple(Outcome, sent)
+
+    def _refused(
+        self, index: int, number: str, reference: str | None, exc: SkycoreError
+    ) -> Outcome | None:
+        """A send that raised: its outcome, or None when a campaign-wide refusal left it unsent."""
+        if not exc.fatal:
+            return _from_error(index, number, reference, exc)
+        if self._fatal is None:
+            self._fatal = exc
+            self._stopping = True
+        if exc.ambiguous or self._client.retry_policy.retry_ambiguous:
+            return _from_error(index, number, reference, exc)
+        # Refused for the whole campaign (key, billing, quota, shared throttle down):
+        # nothing was sent, so the recipient stays pending and a resume sends it.
+        if self._journal is not None:
+            self._journal.release(index)
+        return None
 
     # ------------------------------------------------------------------ batches and progress
 
