@@ -620,8 +620,8 @@ class Throttle:
 
         None when the call has to wait (:meth:`_admit_later`).
         """
-        loop = asyncio.get_running_loop()  # C, unlike loop.is_closed()
-        if loop is not self._loop:
+        loop = self._loop  # not get_running_loop(): that costs a getpid() system call
+        if loop is None or loop.is_closed():
             loop = self._check_loop()
         state = self._actions.get(action) or self._action(action)
         now = loop.time()
