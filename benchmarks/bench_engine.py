@@ -5,10 +5,17 @@ Both send the same sendSavedMMS form bodies to the same fast loopback server
 client side is pinned to CPU 0. The engine runs with its journal on, dedupe on and result
 batches consumed, i.e. as a campaign script would run it.
 
-    python benchmarks/bench_engine.py            # full: 20,000 sends x 6 rounds, order alternating
+    python benchmarks/bench_engine.py            # full: 5,000 sends x 24 rounds, order alternating
     python benchmarks/bench_engine.py --smoke    # seconds; CI uses this so it cannot rot
 
-Target (issue 4): engine / raw >= 0.75.
+Target (issue 4): engine / raw >= 0.75, the median of the per-round ratios.
+
+Why many short rounds: on these shared 2-core machines the speed of the host drifts by 10 %
+and more over seconds (CPU per send moves for both clients alike), so one round's ratio can be
+anywhere from 0.6 to 1.0. A round pairs the two clients back to back, a few seconds apart, and
+the median of 24 such pairs is stable where the median of 6 long rounds was not. Short rounds
+do not favour the engine: its fixed costs per run (journal file, dedupe bitmap, tasks) weigh
+more in a short round, not less. The quartiles of the per-round ratios are printed too.
 """
 
 from __future__ import annotations
@@ -133,6 +140,11 @@ def report(result: dict[str, Any]) -> None:
         print(f"  {label} : {rate:8.0f} sends/s  {cpu:6.1f} us CPU/send")
     verdict = "meets" if result["ratio"] >= 0.75 else "MISSES"
     print(f"  ratio engine/raw : {result['ratio']:.2f}  ({verdict} the 0.75 target)")
+    ratios = [r["engine_per_s"] / r["raw_per_s"] for r in result["rounds"]]
+    if len(ratios) >= 4:
+        low, mid, high = statistics.quantiles(ratios, n=4)
+        print(f"  per-round ratios : quartiles {low:.2f} / {mid:.2f} / {high:.2f}, "
+              f"range {min(ratios):.2f}-{max(ratios):.2f}")  # fmt: skip
     report_figures([
         figure("a", "engine / raw aiohttp loop, sends/s (journal + dedupe on)",
                f"{result['ratio']:.2f}", ">= 0.75", result["ratio"] >= 0.75),
@@ -146,8 +158,8 @@ def report(result: dict[str, Any]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny run for CI")
-    parser.add_argument("--count", type=int, default=20_000)
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--count", type=int, default=5_000)
+    parser.add_argument("--rounds", type=int, default=24)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
     count, rounds = (1000, 1) if args.smoke else (args.count, args.rounds)
