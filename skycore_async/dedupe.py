@@ -18,6 +18,7 @@ __all__ = ["NumberSet"]
 _BUFFER: Final = 4096
 _RUN_CAP: Final = 1 << 17
 _MAX_DIGITS: Final = 17
+_ZERO: Final = array("q", [0])
 
 
 class NumberSet:
@@ -110,18 +111,19 @@ def _merge(a: array[int], b: array[int]) -> array[int]:
     slice's last key, so everything emitted sorts before everything left. Scratch memory
     stays within two blocks (a ``heapq.merge`` costs ~4k instructions per number).
     """
-    out = array("q")
-    i = j = 0
+    out = _ZERO * (len(a) + len(b))  # exact size: extend() would over-allocate by ~6 %
+    i = j = k = 0
     while i < len(a) and j < len(b):
         i_end = min(i + _BUFFER, len(a))
         j_end = bisect_left(b, a[i_end - 1], j)
         if j_end - j > _BUFFER:  # b is denser here: cut the block on b's side instead
             j_end = j + _BUFFER
             i_end = bisect_left(a, b[j_end - 1], i)
-        out.extend(sorted(a[i:i_end] + b[j:j_end]))
-        i, j = i_end, j_end
-    out.extend(a[i:])
-    out.extend(b[j:])
+        block = array("q", sorted(a[i:i_end] + b[j:j_end]))
+        out[k : k + len(block)] = block
+        i, j, k = i_end, j_end, k + len(block)
+    rest = a[i:] if i < len(a) else b[j:]
+    out[k:] = rest
     return out
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+from array import array
+from unittest.mock import patch
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from skycore_async import dedupe
 from skycore_async.dedupe import NumberSet
 
 numbers = st.one_of(
@@ -50,3 +53,19 @@ def test_bitmap_size_must_be_a_power_of_two() -> None:
     for bad in (0, 3, 4, 100):
         with pytest.raises(ValueError, match="power of two"):
             NumberSet(bad)
+
+
+@settings(max_examples=100)
+@given(
+    st.sets(st.integers(0, 10**6), max_size=3000),
+    st.sets(st.integers(0, 10**6), max_size=3000),
+    st.sampled_from([1, 7, 64]),
+)
+def test_block_merge_equals_sorting(left: set[int], right: set[int], block: int) -> None:
+    """Runs merge into one sorted run of exact size, whichever side is denser where."""
+    right -= left  # runs never share a key
+    a, b = array("q", sorted(left)), array("q", sorted(right))
+    with patch.object(dedupe, "_BUFFER", block):  # small blocks: many cuts on both sides
+        merged = dedupe._merge(a, b)
+    assert merged == array("q", sorted(left | right))
+    assert merged.buffer_info()[1] == len(left) + len(right)
