@@ -36,7 +36,7 @@ class NumberSet:
         self._mask = bitmap_bits - 1
         self._buffer: set[str] = set()  # new numbers as given; int keys at flush
         self._runs: list[array[int]] = []
-        self._overflow: set[str] = set()  # numbers too long for int64 (never valid ones)
+        self._overflow: set[str] = set()  # not 1-17 ASCII digits (never a valid number)
         self._count = 0
 
     def __len__(self) -> int:
@@ -46,14 +46,14 @@ class NumberSet:
         return f"<NumberSet size={self._count} runs={len(self._runs)}>"
 
     def __contains__(self, number: str) -> bool:
-        if len(number) > _MAX_DIGITS or not number.isdigit():
+        if len(number) > _MAX_DIGITS or not (number.isascii() and number.isdigit()):
             return number in self._overflow
         slot = hash(number) & self._mask
         return bool(self._bits[slot >> 3] & (1 << (slot & 7))) and self._holds(number)
 
     def add(self, number: str) -> bool:
         """Add ``number`` (digits); True when it was not in the set before."""
-        if len(number) > _MAX_DIGITS or not number.isdigit():
+        if len(number) > _MAX_DIGITS or not (number.isascii() and number.isdigit()):
             return self._add_overflow(number)
         # The bitmap is per process, so Python's salted string hash is a fine slot function
         # (and already cached on the str). This runs once per recipient, so it stays inline

@@ -16,6 +16,7 @@ from skycore_async.dedupe import NumberSet
 numbers = st.one_of(
     st.text("0123456789", min_size=1, max_size=20),  # over 17 digits: the overflow set
     st.sampled_from(["0", "00", "012", "12", "1", "99999999999999999"]),  # leading zeros
+    st.sampled_from(["3", "\u0663", "2", "\u00b2"]),  # digits int() reads alike, or not at all
     st.text(max_size=5),  # not digits at all
 )
 
