@@ -12,8 +12,7 @@ sends take about a minute instead of several. What is under test is the *engine'
 (input, workers, dedupe set, journal, batches), not aiohttp's; aiohttp's footprint is
 a constant (one session, 32 keep-alive connections), which the ``http`` variant shows by
 running the same engine against the real loopback server (``fastserver.py``) at 10k and 100k.
-``MockTransport`` keeps every request in ``.requests`` (it is a test double); the handler
-clears that list so the double itself does not grow.
+``MockTransport(keep=0)`` records no request, so the double itself does not grow.
 
     python benchmarks/bench_memory.py             # full: 10k, 100k, 1M (~3-5 min)
     python benchmarks/bench_memory.py --smoke     # 1k and 5k, seconds
@@ -105,12 +104,10 @@ def instant_transport() -> Any:
     )
 
     async def handler(_request: Any) -> HttpResponse:
-        transport.requests.clear()  # a test double records every request: keep it empty
         await asyncio.sleep(0)  # yield once, as a network send would: all workers in flight
         return HttpResponse(200, b"%b%d%b" % (prefix, next(counter), suffix), "text/xml")
 
-    transport = MockTransport(handler)
-    return transport
+    return MockTransport(handler, keep=0)
 
 
 def dedupe_bytes(run: Any) -> tuple[int, int]:

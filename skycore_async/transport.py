@@ -263,19 +263,32 @@ class MockTransport:
     """A transport that calls ``handler(request)`` instead of the network (for tests).
 
     The handler returns an :class:`HttpResponse` (or an awaitable of one), or raises any
-    library error to simulate a fault. ``requests`` records every request it was given.
+    library error to simulate a fault. ``requests`` records the requests it was given, oldest
+    first, and ``count`` counts them.
+
+    Args:
+        handler: answers each request.
+        keep: record only the last ``keep`` requests (0: none), so that a long run (a bulk
+            test of a million recipients) does not hold every request; None records all.
     """
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, *, keep: int | None = None) -> None:
+        if keep is not None and keep < 0:
+            raise ValueError("keep must be >= 0 or None")
         self._handler = handler
+        self._keep = keep
         self.requests: list[HttpRequest] = []
+        self.count = 0
         self.closed = False
 
     async def send(
         self, request: HttpRequest, *, connect_timeout: float, read_timeout: float
     ) -> HttpResponse:
         """Record the request and return the handler's answer."""
+        self.count += 1
         self.requests.append(request)
+        if self._keep is not None and len(self.requests) > self._keep:
+            del self.requests[0]
         result = self._handler(request)
         if inspect.isawaitable(result):
             result = await result

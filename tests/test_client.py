@@ -233,6 +233,27 @@ async def test_unknown_code_falls_back_to_api_error() -> None:
     assert len(transport.requests) == 1
 
 
+@pytest.mark.parametrize("keep", [0, 2, None])
+async def test_mock_transport_keeps_only_the_last_requests(keep: int | None) -> None:
+    """MockTransport(keep=N) holds the N newest requests, oldest first; count sees them all."""
+    body = b"<RESPONSE><STATUS>Success</STATUS><TRACKINGID>MMS_1</TRACKINGID></RESPONSE>"
+    transport = MockTransport(lambda _request: HttpResponse(200, body), keep=keep)
+    numbers = [f"1650123450{n}" for n in range(5)]
+    async with SkycoreClient(
+        api_key="k", transport=transport, retry=RetryPolicy.testing(), throttle=Throttle.testing()
+    ) as client:
+        for number in numbers:
+            await client.send_saved_mms(to=number, mms_id=35674, from_="60856")
+    kept = numbers if keep is None else numbers[len(numbers) - keep :]
+    assert transport.count == 5
+    assert [next(n for n in numbers if n.encode() in r.body) for r in transport.requests] == kept
+
+
+def test_mock_transport_refuses_a_negative_keep() -> None:
+    with pytest.raises(ValueError, match="keep"):
+        MockTransport(lambda _request: HttpResponse(200, b""), keep=-1)
+
+
 def _refuse(request: HttpRequest) -> HttpResponse:
     raise AssertionError("invalid input reached the network")
 
