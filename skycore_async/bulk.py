@@ -483,10 +483,7 @@ class BulkRun:
         """Journal, count and batch ``outcome``; True when the batch is full and due."""
         if self._journal is not None:
             self._journal.complete(outcome)
-        if outcome.status == "sent":  # _Counters.add's common case, inline
-            self._counts.sent += 1
-        else:
-            self._counts.add(outcome.status)
+        self._counts.add(outcome.status)
         self._batch.append(outcome)
         return len(self._batch) >= self._batch_size
 

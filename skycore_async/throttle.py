@@ -417,29 +417,29 @@ class _Gate:
     ``free > 0`` implies nobody is parked and the inline path cannot jump the queue.
     """
 
-    __slots__ = ("free", "parked")
+    __slots__ = ("_parked", "free")
 
     def __init__(self, size: int) -> None:
         self.free = size
-        self.parked: deque[asyncio.Future[None]] = deque()
+        self._parked: deque[asyncio.Future[None]] = deque()
 
     async def take(self) -> None:
         """Park until ``give`` hands this caller a slot."""
         parked = asyncio.get_running_loop().create_future()
-        self.parked.append(parked)
+        self._parked.append(parked)
         try:
             await parked
         except BaseException:
             if parked.done() and not parked.cancelled():
                 self.give()  # handed a slot while being cancelled: pass it on
-            elif parked in self.parked:
-                self.parked.remove(parked)
+            elif parked in self._parked:
+                self._parked.remove(parked)
             raise
 
     def give(self) -> None:
         """Release a slot: to the longest-parked caller, else back to the pool."""
-        while self.parked:
-            parked = self.parked.popleft()
+        while self._parked:
+            parked = self._parked.popleft()
             if not parked.done():
                 parked.set_result(None)
                 return
@@ -609,11 +609,7 @@ class Throttle:
         self._answer_sent = granted
         if self._watch:  # spacing, or the warm-up hold: they need the answer time
             self._answered(granted)
-        gate = self._gate
-        if gate.parked:
-            gate.give()
-        else:  # give()'s common case, inline: this runs once per call
-            gate.free += 1
+        self._gate.give()
 
     def _admit_now(self, action: str) -> float | None:
         """The hot path: the grant time if nobody of this action waits and all gates are open.
